@@ -1,0 +1,139 @@
+"""``check`` and ``status``: read-only views over stored rows and pending Redis dates."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from .database import Store, pending_migrations
+from .dates import iso, last_stable, parse_iso, today
+from .errors import DataError
+from .invariants import Finding, Invariant, check_day
+from .redis_side import RedisSide
+from .report import ExitCode
+
+
+@dataclass
+class CheckReport:
+    """Findings over stored rows (and, with Redis, over dates still pending there)."""
+
+    first: str | None
+    last: str | None
+    rows_checked: int = 0
+    pending_checked: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.VIOLATIONS if self.findings else ExitCode.OK
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "from": self.first,
+            "to": self.last,
+            "rows_checked": self.rows_checked,
+            "pending_checked": self.pending_checked,
+            "findings": [f.as_dict() for f in self.findings],
+            "exit_code": int(self.exit_code),
+        }
+
+
+def check(
+    store: Store,
+    first: int | None = None,
+    last: int | None = None,
+    side: RedisSide | None = None,
+    now: float | None = None,
+) -> CheckReport:
+    """Check every stored row in [first, last]; with ``side``, also pending stable dates."""
+    report = CheckReport(None if first is None else iso(first), None if last is None else iso(last))
+    for row in store.rows(report.first, report.last):
+        report.rows_checked += 1
+        d = parse_iso(row.retrieved_for)
+        for column in row.problems:
+            report.findings.append(
+                Finding(
+                    d,
+                    Invariant.GRAMMAR,
+                    column.removesuffix("_breakdown"),
+                    None,
+                    None,
+                    None,
+                    f"{column} is not a JSON object of integers",
+                )
+            )
+        report.findings += check_day(d, row.day)
+    if side is not None:
+        earliest = side.read_earliest()
+        stable = last_stable(time.time() if now is None else now)
+        if earliest is not None:
+            lo = max(earliest, first if first is not None else earliest)
+            hi = min(stable, last if last is not None else stable)
+            dates = list(range(lo, hi + 1))
+            for d, (live, pending) in zip(dates, side.peek(dates), strict=True):
+                report.pending_checked += 1
+                day = live if pending is None else pending.plus(live)
+                if not day.is_empty():
+                    report.findings += check_day(d, day)
+    report.findings.sort(key=lambda f: (f.unix_date, f.invariant.value))
+    return report
+
+
+@dataclass(frozen=True)
+class Status:
+    """Where rotation stands."""
+
+    earliest: int | None
+    last_stable: int
+    backlog: int
+    lock_holder: str | None
+    lock_ttl_ms: int | None
+    orphaned: dict[int, list[str]]
+    refused: dict[str, int]
+    newest_row: str | None
+    pending_migrations: list[str]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "earliest": None if self.earliest is None else iso(self.earliest),
+            "earliest_unix_date": self.earliest,
+            "last_stable": iso(self.last_stable),
+            "backlog_dates": self.backlog,
+            "lock_holder": self.lock_holder,
+            "lock_ttl_ms": self.lock_ttl_ms,
+            "orphaned_keys": {iso(d): keys for d, keys in sorted(self.orphaned.items())},
+            "refused_writes": self.refused,
+            "newest_row": self.newest_row,
+            "pending_migrations": self.pending_migrations,
+        }
+
+
+def status(side: RedisSide, store: Store | None, now: float | None = None) -> Status:
+    """Earliest, last stable date, backlog, orphaned keys, lock holder, newest row.
+
+    Orphaned keys are live or claim keys of dates a normal run will not visit:
+    below ``earliest``, or any dated key when ``earliest`` is absent. Found with
+    SCAN, so this costs O(keyspace).
+    """
+    now = time.time() if now is None else now
+    stable = last_stable(now)
+    try:
+        earliest = side.read_earliest()
+    except DataError:
+        earliest = None
+    holder, ttl = side.lock_holder()
+    dated = side.scan_dated_keys()
+    orphaned = {
+        d: sorted(keys)
+        for d, keys in dated.items()
+        if earliest is None or d < earliest or d > today(now) + 1
+    }
+    newest = None
+    pending: list[str] = []
+    if store is not None:
+        pending = pending_migrations(store)
+        if not pending:
+            rows = store.rows(None, None)
+            newest = rows[-1].retrieved_for if rows else None
+    backlog = 0 if earliest is None else max(0, stable - earliest + 1)
+    return Status(earliest, stable, backlog, holder, ttl, orphaned, side.refusals(), newest, pending)

@@ -1,0 +1,87 @@
+"""Errors raised by rotate_stats. A leaf module: it imports nothing of ours.
+
+::
+
+    RotateStatsError            root; catch this to catch everything below
+    ├── ConfigError             a setting, flag or URL is wrong (exit 2)
+    ├── DataError               Redis or the table holds something we cannot use (exit 1)
+    ├── LockHeld                another run holds the lock (exit 75)
+    ├── NotMigrated             the database lacks migrations (exit 1)
+    └── StoreError              the database failed or is unreachable (exit 1)
+
+Every error keeps its facts as attributes and says what to do next. When one
+is raised nothing has been lost: keys that were not committed are still in
+Redis, and the database only ever sees whole batches.
+"""
+
+from __future__ import annotations
+
+
+class RotateStatsError(Exception):
+    """Root of every error rotate_stats raises on purpose."""
+
+
+class ConfigError(RotateStatsError):
+    """A setting, flag or URL is invalid: names it, the value and what was expected."""
+
+    def __init__(self, name: str, value: object, expected: str) -> None:
+        self.name = name
+        self.value = value
+        self.expected = expected
+        super().__init__(f"{name}: got {value!r}, expected {expected}")
+
+
+class DataError(RotateStatsError):
+    """Stored data cannot be rotated as is; nothing was changed for that date.
+
+    ``key`` and ``field`` locate the culprit (``field`` is None for a whole key),
+    ``value`` is what was found and ``expected`` what would have been accepted.
+    """
+
+    def __init__(
+        self, key: str, field: str | None, value: object, expected: str, hint: str = ""
+    ) -> None:
+        self.key = key
+        self.field = field
+        self.value = value
+        self.expected = expected
+        self.hint = hint
+        where = key if field is None else f"{key} field {field!r}"
+        message = f"{where}: found {value!r}, expected {expected}"
+        if hint:
+            message += f" ({hint})"
+        super().__init__(message)
+
+
+class LockHeld(RotateStatsError):
+    """Another run holds the rotation lock; this run did nothing."""
+
+    def __init__(self, key: str, holder: str | None, ttl_ms: int | None) -> None:
+        self.key = key
+        self.holder = holder
+        self.ttl_ms = ttl_ms
+        expires = "unknown" if ttl_ms is None or ttl_ms < 0 else f"{ttl_ms / 1000:.1f}s"
+        super().__init__(
+            f"another run holds the lock {key} (holder {holder!r}, expires in {expires}); "
+            "nothing was done, try again later"
+        )
+
+
+class NotMigrated(RotateStatsError):
+    """The database is missing migrations this version needs."""
+
+    def __init__(self, pending: list[str]) -> None:
+        self.pending = pending
+        super().__init__(
+            f"the database is not migrated (pending: {', '.join(pending)}); "
+            "run `python -m rotate_stats migrate` first"
+        )
+
+
+class StoreError(RotateStatsError):
+    """The database refused a request or could not be reached; the batch was not committed."""
+
+    def __init__(self, where: str, detail: str) -> None:
+        self.where = where
+        self.detail = detail
+        super().__init__(f"{where}: {detail}")

@@ -1,0 +1,142 @@
+"""What the journal chat job stats family is: events, Redis keys, table and grammar.
+
+Every Redis key name this project touches is built here and nowhere else.
+Pure: no I/O imports.
+
+Live keys are the ones writers increment (seed 002, "Stats namespace").
+Claim keys are ours: a run renames a date's live keys to claim keys before
+reading them, so writes arriving afterwards land in fresh live keys. Claims
+live under their own prefix so that nothing that scans or writes the live
+namespace ever mistakes them for live data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+EVENTS: tuple[str, ...] = (
+    "requested",
+    "failed_to_queue",
+    "queued",
+    "started",
+    "completed",
+    "failed",
+)
+"""Event names: the fields of the counts hash and the columns of the table, in order."""
+
+TYPED_EVENTS = frozenset({"requested", "queued", "started", "completed"})
+"""Events whose breakdown is keyed by job type alone."""
+
+REASONED_EVENTS = frozenset({"failed_to_queue", "failed"})
+"""Events whose breakdown is keyed ``{type}:{reason}``."""
+
+JOB_TYPES = frozenset({"greeting", "system_chat", "reflection_question", "sync", "summarize"})
+"""Documented job types (seed 000)."""
+
+TOLERATED_JOB_TYPES = frozenset({"unknown"})
+"""Emitted by existing writers when the type could not be determined; accepted by the grammar."""
+
+FAILED_TO_QUEUE_REASONS = frozenset(
+    {
+        "locked",
+        "user_not_found",
+        "encryption_failed",
+        "journal_entry_not_found",
+        "journal_entry_item_not_found",
+        "decryption_failed",
+        "bad_state",
+    }
+)
+RATELIMIT_RESOURCES = frozenset({"user_queued_jobs", "total_queued_jobs"})
+_RATELIMITED = re.compile(r"ratelimited:(?P<resource>[a-z_]+):(?P<at>[0-9]+):(?P<limit>[0-9]+)")
+
+TABLE = "journal_chat_job_stats"
+CLAIMS_TABLE = "rotate_stats_applied_claims"
+MIGRATIONS_TABLE = "rotate_stats_migrations"
+COLUMNS: tuple[str, ...] = (
+    "retrieved_for",
+    "retrieved_at",
+    *(col for event in EVENTS for col in (event, f"{event}_breakdown")),
+)
+"""Table columns except ``id``, in schema order (seed 000)."""
+
+LIVE_PREFIX = "stats:journal_chat_jobs:daily"
+OWN_PREFIX = "rotate_stats:journal_chat_jobs"
+EARLIEST_KEY = f"{LIVE_PREFIX}:earliest"
+LOCK_KEY = f"{OWN_PREFIX}:lock"
+REFUSED_KEY = f"{OWN_PREFIX}:refused"
+"""Hash ``{unix_date}:{event}`` -> increments the recorder refused because the date was rotated."""
+
+LIVE_PATTERN = f"{LIVE_PREFIX}:*"
+CLAIM_PATTERN = f"{OWN_PREFIX}:claim:*"
+_DATED_KEY = re.compile(
+    rf"^(?:{re.escape(LIVE_PREFIX)}|{re.escape(OWN_PREFIX)}:claim):(?P<date>-?[0-9]+)(?::.*)?$"
+)
+
+KEYS_PER_DATE = 1 + len(EVENTS)
+"""Hashes per date and side: the counts hash and one breakdown hash per event."""
+
+
+def counts_key(unix_date: int) -> str:
+    """The live counts hash of a date: event -> count."""
+    return f"{LIVE_PREFIX}:{unix_date}"
+
+
+def extra_key(unix_date: int, event: str) -> str:
+    """The live breakdown hash of one event of a date: breakdown key -> count."""
+    return f"{LIVE_PREFIX}:{unix_date}:extra:{event}"
+
+
+def live_keys(unix_date: int) -> list[str]:
+    """Counts hash then the breakdown hashes in EVENTS order."""
+    return [counts_key(unix_date), *(extra_key(unix_date, e) for e in EVENTS)]
+
+
+def claim_keys(unix_date: int) -> list[str]:
+    """Claim-side twins of :func:`live_keys`, same order."""
+    base = f"{OWN_PREFIX}:claim:{unix_date}"
+    return [base, *(f"{base}:extra:{e}" for e in EVENTS)]
+
+
+def claim_id_key(unix_date: int) -> str:
+    """String holding the id of the date's current claim; absent when there is none."""
+    return f"{OWN_PREFIX}:claim:{unix_date}:id"
+
+
+def date_of_key(key: str) -> int | None:
+    """The unix date a live or claim key belongs to, or None for undated keys."""
+    match = _DATED_KEY.match(key)
+    return int(match.group("date")) if match else None
+
+
+def breakdown_type(event: str, breakdown: str) -> str:
+    """The job type a breakdown key counts: the key itself or its prefix before ``:``."""
+    if event in REASONED_EVENTS:
+        return breakdown.split(":", 1)[0]
+    return breakdown
+
+
+def grammar_problem(event: str, breakdown: str) -> str | None:
+    """Why a breakdown key does not follow the grammar of DESIGN §3, or None if it does."""
+    if event in REASONED_EVENTS:
+        job_type, sep, reason = breakdown.partition(":")
+        if not sep or not reason:
+            return "expected {type}:{reason}"
+    else:
+        job_type, reason = breakdown, ""
+    if job_type not in JOB_TYPES and job_type not in TOLERATED_JOB_TYPES:
+        return f"unknown job type {job_type!r}"
+    if event == "failed_to_queue" and reason not in FAILED_TO_QUEUE_REASONS:
+        match = _RATELIMITED.fullmatch(reason)
+        if match is None:
+            return f"unknown failed_to_queue reason {reason!r}"
+        if match.group("resource") not in RATELIMIT_RESOURCES:
+            return f"unknown ratelimit resource {match.group('resource')!r}"
+    return None
+
+
+def sorted_types(breakdowns: Iterable[tuple[str, dict[str, int]]]) -> list[str]:
+    """Every job type that appears in the given (event, breakdown) pairs, sorted."""
+    types = {breakdown_type(event, key) for event, bd in breakdowns for key in bd}
+    return sorted(types)

@@ -1,0 +1,261 @@
+"""Everything the job does in Redis: the lock, claims, release, and reading.
+
+Each multi-key step is one Lua script (one ``.lua`` file each, next to this
+module), so it is atomic with respect to writers' HINCRBYs. ``Script``
+objects from ``register_script`` run by EVALSHA and reload themselves on
+NOSCRIPT, so a restarted Redis (empty script cache) is handled.
+
+Not for Redis Cluster: a claim or release touches the keys of many dates in
+one script, which Cluster only allows within one hash slot.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+import weakref
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.commands.core import Script
+
+from . import family
+from .errors import DataError
+from .invariants import DayCounts
+
+_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_INT64_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Scripts:
+    """The Lua scripts, registered once per client."""
+
+    claim: Script
+    release: Script
+    restore: Script
+    lock_refresh: Script
+    lock_release: Script
+    record: Script
+
+
+_SCRIPTS: weakref.WeakKeyDictionary[redis.Redis, Scripts] = weakref.WeakKeyDictionary()
+
+
+def scripts_for(client: redis.Redis) -> Scripts:
+    """The client's registered scripts (loaded from the package on first use)."""
+    found = _SCRIPTS.get(client)
+    if found is None:
+        files = importlib.resources.files("rotate_stats")
+
+        def load(name: str) -> Script:
+            return client.register_script(files.joinpath(f"{name}.lua").read_text("utf-8"))
+
+        found = Scripts(
+            claim=load("claim"),
+            release=load("release"),
+            restore=load("restore"),
+            lock_refresh=load("lock_refresh"),
+            lock_release=load("lock_release"),
+            record=load("record"),
+        )
+        _SCRIPTS[client] = found
+    return found
+
+
+def parse_count(key: str, field: str, raw: bytes | str) -> int:
+    """A hash value as a signed 64-bit integer; DataError naming key and field otherwise."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    if not _INT.fullmatch(text):
+        raise DataError(key, field, text, "a decimal integer")
+    value = int(text)
+    if not -_INT64_MAX <= value <= _INT64_MAX:
+        raise DataError(key, field, text, "an integer that fits in 64 bits")
+    return value
+
+
+def _decode_field(key: str, raw: bytes | str) -> str:
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(key, repr(raw), raw, "a UTF-8 field name") from None
+
+
+def parse_hash(key: str, flat: Sequence[Any]) -> dict[str, int]:
+    """An HGETALL reply (flat list or dict) as field -> int, validated."""
+    pairs = flat.items() if isinstance(flat, dict) else zip(flat[::2], flat[1::2], strict=True)
+    out: dict[str, int] = {}
+    for raw_field, raw_value in pairs:
+        name = _decode_field(key, raw_field)
+        out[name] = parse_count(key, name, raw_value)
+    return out
+
+
+def day_from_hashes(keys: Sequence[str], hashes: Sequence[Any]) -> DayCounts:
+    """Counts hash + breakdown hashes (in family order) as validated DayCounts."""
+    counts = parse_hash(keys[0], hashes[0])
+    for name in counts:
+        if name not in family.EVENTS:
+            raise DataError(keys[0], name, counts[name], "a field named after an event")
+    breakdowns = {
+        event: parse_hash(key, flat)
+        for event, key, flat in zip(family.EVENTS, keys[1:], hashes[1:], strict=True)
+    }
+    return DayCounts(counts, {e: bd for e, bd in breakdowns.items() if bd})
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What the claim script found for one date.
+
+    ``state`` is ``pending`` (an earlier run's claim), ``claimed`` (cut now) or
+    ``empty`` (no keys at all, ``claim_id`` is "").
+    """
+
+    unix_date: int
+    state: str
+    claim_id: str
+    day: DayCounts
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+class RedisSide:
+    """The job's view of one Redis database."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.scripts = scripts_for(client)
+
+    # -- earliest ---------------------------------------------------------------------------
+
+    def read_earliest(self) -> int | None:
+        """``earliest`` as a unix date, None when absent; DataError when not a date."""
+        key = family.EARLIEST_KEY
+        try:
+            raw = self.client.get(key)
+        except redis.ResponseError as exc:
+            kind = _text(self.client.type(key))
+            raise DataError(key, None, f"a {kind}", "a string holding a unix date") from exc
+        if raw is None:
+            return None
+        text = _text(raw)
+        if not _INT.fullmatch(text) or len(text) > 9:
+            raise DataError(key, None, text, "a unix date (whole days since 1970-01-01)")
+        return int(text)
+
+    # -- lock -------------------------------------------------------------------------------
+
+    def acquire_lock(self, token: str, ttl_ms: int) -> bool:
+        """Take the lock for ``ttl_ms`` unless another run holds it."""
+        return bool(self.client.set(family.LOCK_KEY, token, nx=True, px=ttl_ms))
+
+    def refresh_lock(self, token: str, ttl_ms: int) -> bool:
+        """Extend the lock if this token still holds it."""
+        return bool(self.scripts.lock_refresh(keys=[family.LOCK_KEY], args=[token, ttl_ms]))
+
+    def release_lock(self, token: str) -> bool:
+        """Delete the lock if this token still holds it."""
+        return bool(self.scripts.lock_release(keys=[family.LOCK_KEY], args=[token]))
+
+    def lock_holder(self) -> tuple[str | None, int | None]:
+        """(token, milliseconds left) of the current holder, (None, None) when free."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(family.LOCK_KEY)
+        pipe.pttl(family.LOCK_KEY)
+        raw, ttl = pipe.execute()
+        return (None, None) if raw is None else (_text(raw), int(ttl))
+
+    # -- claim / release / restore --------------------------------------------------------
+
+    def claim(self, dates: Sequence[int], run_id: str) -> tuple[list[Claim], DataError | None]:
+        """Claim the dates in one call; returns the claims and the error that stopped it.
+
+        Dates after an invalid one are not touched; the invalid one is left as it was.
+        """
+        keys: list[str] = []
+        for d in dates:
+            keys += family.live_keys(d) + family.claim_keys(d) + [family.claim_id_key(d)]
+        args: list[str | int] = [len(dates), run_id, *dates, *family.EVENTS]
+        replies = self.scripts.claim(keys=keys, args=args)
+        claims: list[Claim] = []
+        for d, reply in zip(dates, replies, strict=False):
+            state = _text(reply[0])
+            if state == "invalid":
+                key, name, value, expected = (_text(x) for x in reply[1:5])
+                return claims, DataError(key, name or None, value, expected)
+            claim_id = _text(reply[1])
+            if state == "empty":
+                claims.append(Claim(d, state, "", DayCounts()))
+            else:
+                day = day_from_hashes(family.claim_keys(d), reply[2:])
+                claims.append(Claim(d, state, claim_id, day))
+        return claims, None
+
+    def release(self, dates: Sequence[int], claim_ids: Sequence[str]) -> tuple[list[bool], str]:
+        """Delete committed claims and advance earliest; returns (released, earliest after)."""
+        keys: list[str] = []
+        for d in dates:
+            keys += family.claim_keys(d) + [family.claim_id_key(d)] + family.live_keys(d)
+        keys.append(family.EARLIEST_KEY)
+        released, earliest = self.scripts.release(
+            keys=keys, args=[len(dates), *claim_ids, *dates]
+        )
+        return [bool(x) for x in released], _text(earliest)
+
+    def restore(self, claim: Claim) -> bool:
+        """Give a claim back to the live keys (adding counts); False if it changed meanwhile."""
+        d = claim.unix_date
+        keys = [
+            *family.claim_keys(d),
+            family.claim_id_key(d),
+            *family.live_keys(d),
+            family.EARLIEST_KEY,
+        ]
+        return bool(self.scripts.restore(keys=keys, args=[claim.claim_id, d]))
+
+    # -- read-only views ---------------------------------------------------------------------
+
+    def peek(self, dates: Sequence[int]) -> list[tuple[DayCounts, DayCounts | None]]:
+        """(live counts, pending claim or None) per date, read without changing anything."""
+        pipe = self.client.pipeline(transaction=False)
+        for d in dates:
+            for key in family.live_keys(d) + family.claim_keys(d):
+                pipe.hgetall(key)
+            pipe.exists(family.claim_id_key(d))
+        try:
+            replies = pipe.execute()
+        except redis.ResponseError as exc:
+            raise DataError("a key of the planned dates", None, str(exc), "hashes") from exc
+        out: list[tuple[DayCounts, DayCounts | None]] = []
+        width = 2 * family.KEYS_PER_DATE + 1
+        for i, d in enumerate(dates):
+            chunk = replies[i * width : (i + 1) * width]
+            live = day_from_hashes(family.live_keys(d), chunk[: family.KEYS_PER_DATE])
+            claimed = day_from_hashes(family.claim_keys(d), chunk[family.KEYS_PER_DATE : -1])
+            out.append((live, claimed if chunk[-1] else None))
+        return out
+
+    def scan_dated_keys(self) -> dict[int, list[str]]:
+        """Every live or claim key that belongs to a date, by date (SCAN: O(keyspace))."""
+        found: dict[int, list[str]] = {}
+        for pattern in (family.LIVE_PATTERN, family.CLAIM_PATTERN):
+            for raw in self._scan(pattern):
+                key = _text(raw)
+                d = family.date_of_key(key)
+                if d is not None:
+                    found.setdefault(d, []).append(key)
+        return found
+
+    def _scan(self, pattern: str) -> Iterator[bytes | str]:
+        yield from self.client.scan_iter(match=pattern, count=1000)
+
+    def refusals(self) -> dict[str, int]:
+        """Recorder refusals so far: ``{unix_date}:{event}`` -> increments refused."""
+        return parse_hash(family.REFUSED_KEY, self.client.hgetall(family.REFUSED_KEY))

@@ -1,0 +1,117 @@
+"""Typed results of a run: one ``DateOutcome`` per date, one ``RotationReport`` per run.
+
+The report computes its own exit code; JSON output is built from it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from .dates import iso
+from .family import EVENTS
+from .invariants import DayCounts, Finding
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit statuses (README "Exit codes")."""
+
+    OK = 0
+    """Success, or nothing to do."""
+    FAILURE = 1
+    """Runtime failure: store unreachable, bad data, not migrated. Nothing was lost."""
+    USAGE = 2
+    """Bad flag, variable or URL."""
+    VIOLATIONS = 3
+    """Done, but invariant violations were found (rotate and check)."""
+    LOCKED = 75
+    """Another run holds the lock (EX_TEMPFAIL); try again later."""
+
+
+class DateState(str, enum.Enum):
+    """What happened to one date."""
+
+    INSERTED = "inserted"
+    """New row with the claimed counts."""
+    MERGED = "merged"
+    """Claimed counts added to the existing row (late writes)."""
+    ZERO_ROW = "zero-row"
+    """No keys and no row: a row of zeros was inserted."""
+    UNCHANGED = "unchanged"
+    """No keys; the existing row was left as it was."""
+    ALREADY_APPLIED = "already-applied"
+    """A claim an earlier run committed but did not release; released now, nothing added."""
+    STOPPED = "stopped"
+    """Strict mode: violations found, the date was left in Redis."""
+    PLANNED = "planned"
+    """Dry run: what would be rotated."""
+
+
+@dataclass(frozen=True)
+class DateOutcome:
+    """One date's outcome: its state, the counts involved and what the checks found."""
+
+    unix_date: int
+    state: DateState
+    day: DayCounts
+    findings: tuple[Finding, ...] = ()
+    claim_id: str = ""
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "date": iso(self.unix_date),
+            "state": self.state.value,
+            "counts": {e: self.day.count(e) for e in EVENTS},
+            "claim_id": self.claim_id,
+            "findings": [f.as_dict() for f in self.findings],
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class RotationReport:
+    """What a run did, in order. Built while the run proceeds, so it is complete on errors too."""
+
+    run_id: str
+    started_at: float
+    dry_run: bool = False
+    strict: bool = False
+    first_date: int | None = None
+    last_date: int | None = None
+    earliest_before: int | None = None
+    earliest_after: str | None = None
+    outcomes: list[DateOutcome] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    error_exit: ExitCode = ExitCode.FAILURE
+    finished_at: float | None = None
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for o in self.outcomes for f in o.findings]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.error is not None:
+            return self.error_exit
+        if self.findings:
+            return ExitCode.VIOLATIONS
+        return ExitCode.OK
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "run_id": self.run_id,
+            "dry_run": self.dry_run,
+            "strict": self.strict,
+            "first_date": None if self.first_date is None else iso(self.first_date),
+            "last_date": None if self.last_date is None else iso(self.last_date),
+            "earliest_before": self.earliest_before,
+            "earliest_after": self.earliest_after,
+            "outcomes": [o.as_dict() for o in self.outcomes],
+            "notes": list(self.notes),
+            "error": self.error,
+            "exit_code": int(self.exit_code),
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }

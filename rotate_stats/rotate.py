@@ -1,0 +1,289 @@
+"""The walk: plan -> (per batch) claim -> check -> commit -> release.
+
+Why nothing is lost or counted twice (DESIGN §6):
+
+* A date's live keys are renamed to claim keys atomically (``claim.lua``);
+  writes arriving later land in fresh live keys and are rotated by a later run.
+* A claim is added to its row in the same transaction that records its id in
+  the ledger, and only if the id is not there yet (``database``). Re-running,
+  resending or overlapping commits of one claim therefore add it once.
+* Claim keys are deleted only after that commit, and only if the claim id is
+  still the one committed (``release.lua``); a crash between commit and release
+  leaves the claim for the next run, which finds it in the ledger and just
+  releases it. Per date, a new claim is only cut after the previous one was
+  released, so claims are applied strictly in order.
+* ``earliest`` only moves past a date whose keys are all gone.
+
+The lock only saves work; correctness does not depend on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+from . import family
+from .database import DateCommit, Store, StoredRow, require_migrated
+from .dates import iso, last_stable, today
+from .errors import ConfigError, DataError, LockHeld, RotateStatsError
+from .invariants import DayCounts, Finding, check_day
+from .redis_side import Claim, RedisSide
+from .report import DateOutcome, DateState, ExitCode, RotationReport
+
+log = logging.getLogger("rotate_stats")
+
+
+@dataclass(frozen=True)
+class RotateOptions:
+    """How to run. ``first``/``last`` (unix dates) pick an explicit range; None walks
+    from ``earliest`` to the last stable date."""
+
+    first: int | None = None
+    last: int | None = None
+    strict: bool = False
+    dry_run: bool = False
+    batch_size: int = 31
+    lock_ttl_ms: int = 300_000
+    max_backlog_days: int = 3660
+
+
+def plan(side: RedisSide, options: RotateOptions, now: float) -> tuple[list[int], int | None]:
+    """The dates this run covers, and ``earliest`` as read.
+
+    Raises ConfigError for an explicit date that is not stable yet and DataError for
+    a garbage ``earliest`` or a plan longer than ``max_backlog_days``.
+    """
+    stable = last_stable(now)
+    earliest = side.read_earliest()
+    if options.first is not None:
+        last = options.last if options.last is not None else options.first
+        for flag, value in (("--from/--date", options.first), ("--to/--date", last)):
+            if value > stable:
+                raise ConfigError(
+                    flag,
+                    iso(value),
+                    f"a date on or before {iso(stable)} (today and yesterday in "
+                    "America/Los_Angeles can still change)",
+                )
+        if last < options.first:
+            raise ConfigError("--to", iso(last), f"a date on or after --from {iso(options.first)}")
+        first = options.first
+    else:
+        if earliest is None:
+            return [], None
+        if earliest > today(now) + 1:
+            raise DataError(
+                family.EARLIEST_KEY,
+                None,
+                earliest,
+                f"a unix date no later than tomorrow ({today(now) + 1})",
+                "writers only lower it; fix or delete the key after checking for stats keys",
+            )
+        first, last = earliest, stable
+    dates = list(range(first, last + 1))
+    if len(dates) > options.max_backlog_days:
+        raise DataError(
+            family.EARLIEST_KEY if options.first is None else "--from/--to",
+            None,
+            f"{iso(first)} ({len(dates)} dates to rotate)",
+            f"at most {options.max_backlog_days} dates per run",
+            "raise ROTATE_STATS_MAX_BACKLOG_DAYS if this backlog is real",
+        )
+    return dates, earliest
+
+
+def rotate(
+    client: redis.Redis,
+    store: Store,
+    options: RotateOptions | None = None,
+    *,
+    now: float | None = None,
+    run_id: str | None = None,
+) -> RotationReport:
+    """Rotate stable dates from Redis into the store; see the module docstring.
+
+    Raises ConfigError, NotMigrated, DataError (garbage ``earliest``) or LockHeld
+    before anything is touched. Errors met while walking (bad data on a date, the
+    store failing) end the walk: they are in ``report.error`` and every date
+    before them is done.
+    """
+    options = options or RotateOptions()
+    now = time.time() if now is None else now
+    run_id = run_id or uuid.uuid4().hex
+    side = RedisSide(client)
+    report = RotationReport(run_id, started_at=now, dry_run=options.dry_run, strict=options.strict)
+    require_migrated(store)
+    dates, earliest = plan(side, options, now)
+    report.earliest_before = earliest
+    if dates:
+        report.first_date, report.last_date = dates[0], dates[-1]
+    elif options.first is None:
+        report.notes.append(_nothing_to_do(earliest, now))
+    if options.dry_run:
+        _dry_run(side, store, dates, options, report)
+        report.finished_at = time.time()
+        return report
+    if not dates:
+        report.finished_at = time.time()
+        return report
+    if not side.acquire_lock(run_id, options.lock_ttl_ms):
+        holder, ttl = side.lock_holder()
+        raise LockHeld(family.LOCK_KEY, holder, ttl)
+    try:
+        for start in range(0, len(dates), options.batch_size):
+            if not side.refresh_lock(run_id, options.lock_ttl_ms):
+                report.error = f"lost the lock {family.LOCK_KEY} to another run; stopped"
+                report.error_exit = ExitCode.LOCKED
+                break
+            batch = dates[start : start + options.batch_size]
+            if not _rotate_batch(side, store, batch, options, report):
+                break
+    except RotateStatsError as exc:
+        report.error = str(exc)
+        log.error("%s", exc)
+    finally:
+        side.release_lock(run_id)
+        report.finished_at = time.time()
+    return report
+
+
+def _nothing_to_do(earliest: int | None, now: float) -> str:
+    if earliest is None:
+        return f"{family.EARLIEST_KEY} is absent: nothing to rotate"
+    return (
+        f"nothing to rotate: earliest is {iso(earliest)}, "
+        f"last stable date is {iso(last_stable(now))}"
+    )
+
+
+def _rotate_batch(
+    side: RedisSide, store: Store, batch: list[int], options: RotateOptions, report: RotationReport
+) -> bool:
+    """One batch; returns False when the walk must stop (strict stop or bad data)."""
+    claims, invalid = side.claim(batch, report.run_id)
+    existing = _rows_by_date(store, batch)
+    prospective = {c.unix_date: _prospective(c, existing.get(c.unix_date)) for c in claims}
+    findings = {d: check_day(d, day) if day is not None else [] for d, day in prospective.items()}
+
+    keep = len(claims)
+    if options.strict:
+        keep = next((i for i, c in enumerate(claims) if findings[c.unix_date]), len(claims))
+    committed, give_back = claims[:keep], claims[keep:]
+    retrieved_at = time.time()
+    if committed:
+        items = [DateCommit(c.unix_date, c.claim_id, c.day) for c in committed]
+        results = store.commit(items, retrieved_at)
+        released, report.earliest_after = side.release(
+            [c.unix_date for c in committed], [c.claim_id for c in committed]
+        )
+        for claim, result, was_released in zip(committed, results, released, strict=True):
+            outcome = _outcome(claim, result.row_created, result.claim_applied, existing, findings)
+            if claim.claim_id and not was_released:
+                outcome = _with_detail(outcome, "claim changed before release; left for next run")
+            _log_outcome(outcome)
+            report.outcomes.append(outcome)
+    for claim in give_back:
+        if claim.claim_id:
+            side.restore(claim)
+    if give_back:
+        first = give_back[0]
+        outcome = DateOutcome(
+            first.unix_date,
+            DateState.STOPPED,
+            first.day,
+            tuple(findings[first.unix_date]),
+            first.claim_id,
+            "strict: invariant violations; left in Redis",
+        )
+        _log_outcome(outcome)
+        report.outcomes.append(outcome)
+    if invalid is not None:
+        raise invalid
+    return not give_back
+
+
+def _rows_by_date(store: Store, batch: Sequence[int]) -> dict[int, StoredRow]:
+    rows = store.rows(iso(batch[0]), iso(batch[-1]))
+    by_iso = {r.retrieved_for: r for r in rows}
+    return {d: by_iso[iso(d)] for d in batch if iso(d) in by_iso}
+
+
+def _prospective(claim: Claim, row: StoredRow | None) -> DayCounts | None:
+    """The row as it will be after the commit (None: an existing row stays untouched)."""
+    if not claim.claim_id:
+        return None if row is not None else DayCounts()
+    return claim.day if row is None else row.day.plus(claim.day)
+
+
+def _outcome(
+    claim: Claim,
+    row_created: bool,
+    applied: bool,
+    existing: dict[int, StoredRow],
+    findings: dict[int, list[Finding]],
+) -> DateOutcome:
+    d = claim.unix_date
+    found = tuple(findings[d])
+    detail = "claim left by an earlier run" if claim.state == "pending" else ""
+    if not claim.claim_id:
+        state = DateState.ZERO_ROW if row_created else DateState.UNCHANGED
+        return DateOutcome(d, state, claim.day, found)
+    if not applied:
+        row = existing.get(d)
+        found = tuple(check_day(d, row.day)) if row is not None else ()
+        return DateOutcome(d, DateState.ALREADY_APPLIED, claim.day, found, claim.claim_id, detail)
+    state = DateState.INSERTED if row_created or d not in existing else DateState.MERGED
+    return DateOutcome(d, state, claim.day, found, claim.claim_id, detail)
+
+
+def _with_detail(outcome: DateOutcome, detail: str) -> DateOutcome:
+    joined = f"{outcome.detail}; {detail}" if outcome.detail else detail
+    return DateOutcome(
+        outcome.unix_date, outcome.state, outcome.day, outcome.findings, outcome.claim_id, joined
+    )
+
+
+def _log_outcome(outcome: DateOutcome) -> None:
+    log.info(
+        "%s %s requested=%d%s",
+        iso(outcome.unix_date),
+        outcome.state.value,
+        outcome.day.count("requested"),
+        f" ({outcome.detail})" if outcome.detail else "",
+    )
+    for finding in outcome.findings:
+        log.warning("%s %s: %s", iso(finding.unix_date), finding.invariant.value, finding.detail)
+
+
+def _dry_run(
+    side: RedisSide,
+    store: Store,
+    dates: list[int],
+    options: RotateOptions,
+    report: RotationReport,
+) -> None:
+    """Describe what a run would do, touching nothing (no lock, no claim, no write)."""
+    for start in range(0, len(dates), options.batch_size):
+        batch = dates[start : start + options.batch_size]
+        existing = _rows_by_date(store, batch)
+        for d, (live, pending) in zip(batch, side.peek(batch), strict=True):
+            row = existing.get(d)
+            claimed = live if pending is None else pending.plus(live)
+            parts = []
+            if pending is not None:
+                parts.append("a claim left by an earlier run")
+            if claimed.is_empty() and pending is None:
+                parts.append("no keys: " + ("row kept as is" if row else "zero row"))
+                day = None if row else DayCounts()
+            else:
+                parts.append("merge into existing row" if row else "insert new row")
+                day = claimed if row is None else row.day.plus(claimed)
+            found = tuple(check_day(d, day)) if day is not None else ()
+            report.outcomes.append(
+                DateOutcome(d, DateState.PLANNED, claimed, found, "", "; ".join(parts))
+            )
