@@ -141,7 +141,12 @@ def rotate(
                 report.error_exit = ExitCode.LOCKED
                 break
             batch = dates[start : start + options.batch_size]
-            if not _rotate_batch(side, store, batch, options, report):
+            proceed, picked_up = _rotate_batch(side, store, batch, options, report)
+            if proceed and picked_up:
+                # writes that landed while an earlier run's claim was pending are in
+                # fresh live keys: claim them now, so one run finishes the batch
+                proceed, _ = _rotate_batch(side, store, batch, options, report, retry=True)
+            if not proceed:
                 break
     except RotateStatsError as exc:
         report.error = str(exc)
@@ -162,9 +167,17 @@ def _nothing_to_do(earliest: int | None, now: float) -> str:
 
 
 def _rotate_batch(
-    side: RedisSide, store: Store, batch: list[int], options: RotateOptions, report: RotationReport
-) -> bool:
-    """One batch; returns False when the walk must stop (strict stop or bad data)."""
+    side: RedisSide,
+    store: Store,
+    batch: list[int],
+    options: RotateOptions,
+    report: RotationReport,
+    retry: bool = False,
+) -> tuple[bool, bool]:
+    """One batch; returns (go on, picked up an earlier run's claim).
+
+    Raises the DataError of an invalid date after committing the dates before it.
+    """
     claims, invalid = side.claim(batch, report.run_id)
     existing = _rows_by_date(store, batch)
     prospective = {c.unix_date: _prospective(c, existing.get(c.unix_date)) for c in claims}
@@ -185,6 +198,8 @@ def _rotate_batch(
             outcome = _outcome(claim, result.row_created, result.claim_applied, existing, findings)
             if claim.claim_id and not was_released:
                 outcome = _with_detail(outcome, "claim changed before release; left for next run")
+            if retry and not claim.claim_id:
+                continue  # the first pass already reported this date
             _log_outcome(outcome)
             report.outcomes.append(outcome)
     for claim in give_back:
@@ -204,7 +219,8 @@ def _rotate_batch(
         report.outcomes.append(outcome)
     if invalid is not None:
         raise invalid
-    return not give_back
+    picked_up = any(c.state == "pending" for c in committed)
+    return not give_back, picked_up
 
 
 def _rows_by_date(store: Store, batch: Sequence[int]) -> dict[int, StoredRow]:

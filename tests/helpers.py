@@ -1,0 +1,87 @@
+"""Shared test helpers (not fixtures): foreign writers, snapshots, ports."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import redis
+
+from rotate_stats import family
+
+# What existing writers do to `earliest` (DESIGN §3): set it if absent or lower.
+SET_IF_LOWER = """
+local cur = redis.call('GET', KEYS[1])
+if cur == false or tonumber(ARGV[1]) < tonumber(cur) then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def foreign_write(
+    client: redis.Redis, unix_date: int, event: str, breakdown: str, amount: int = 1
+) -> None:
+    """Increment like the existing writers: HINCRBY both hashes, then set-if-lower earliest."""
+    client.hincrby(family.counts_key(unix_date), event, amount)
+    client.hincrby(family.extra_key(unix_date, event), breakdown, amount)
+    client.eval(SET_IF_LOWER, 1, family.EARLIEST_KEY, unix_date)
+
+
+def foreign_job(client: redis.Redis, unix_date: int, job_type: str, outcome: str) -> None:
+    """One whole job: requested, then failed_to_queue:{reason} / completed / failed:{reason}."""
+    foreign_write(client, unix_date, "requested", job_type)
+    if outcome.startswith("ftq:"):
+        foreign_write(client, unix_date, "failed_to_queue", f"{job_type}:{outcome[4:]}")
+        return
+    foreign_write(client, unix_date, "queued", job_type)
+    foreign_write(client, unix_date, "started", job_type)
+    if outcome == "completed":
+        foreign_write(client, unix_date, "completed", job_type)
+    else:
+        foreign_write(client, unix_date, "failed", f"{job_type}:{outcome}")
+
+
+def redis_dump(client: redis.Redis) -> dict[bytes, Any]:
+    """Every key with its type and value, to prove nothing changed."""
+    out: dict[bytes, Any] = {}
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        if kind == b"hash":
+            out[key] = ("hash", client.hgetall(key))
+        elif kind == b"string":
+            out[key] = ("string", client.get(key))
+        elif kind == b"list":
+            out[key] = ("list", client.lrange(key, 0, -1))
+        elif kind == b"set":
+            out[key] = ("set", client.smembers(key))
+        else:
+            out[key] = (kind, None)
+    return out
+
+
+def tally_redis(client: redis.Redis) -> dict[tuple[int, str, str | None], int]:
+    """(date, event, breakdown or None for the count) -> value, over live and claim keys."""
+    out: dict[tuple[int, str, str | None], int] = {}
+    for raw in client.scan_iter(count=1000):
+        key = raw.decode()
+        d = family.date_of_key(key)
+        if d is None or key.endswith(":id"):
+            continue
+        if ":extra:" in key:
+            event = key.rsplit(":extra:", 1)[1]
+            for field, value in client.hgetall(key).items():
+                k = (d, event, field.decode())
+                out[k] = out.get(k, 0) + int(value)
+        else:
+            for field, value in client.hgetall(key).items():
+                k = (d, field.decode(), None)
+                out[k] = out.get(k, 0) + int(value)
+    return out

@@ -1,0 +1,266 @@
+"""Crashes, overlaps, bad data and strict mode on a real redis-server."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+import redis
+
+from rotate_stats import Recorder, family
+from rotate_stats.database import DateCommit, Store
+from rotate_stats.dates import parse_iso, today
+from rotate_stats.errors import DataError, LockHeld, NotMigrated
+from rotate_stats.invariants import DayCounts, Invariant
+from rotate_stats.redis_side import RedisSide
+from rotate_stats.report import DateState, ExitCode
+from rotate_stats.rotate import RotateOptions, rotate
+from tests.helpers import foreign_job, foreign_write, redis_dump, tally_redis
+from tests.integration.test_rotation import NOW, raw_rows
+
+D = parse_iso("2024-06-10")
+
+
+class Crash(Exception):
+    """Stands in for the process dying at a step boundary."""
+
+
+def stored_tally(store: Store) -> Counter[tuple[int, str, str | None]]:
+    out: Counter[tuple[int, str, str | None]] = Counter()
+    for row in store.rows(None, None):
+        d = parse_iso(row.retrieved_for)
+        for event in family.EVENTS:
+            if row.day.count(event):
+                out[d, event, None] += row.day.count(event)
+            for key, value in row.day.breakdown(event).items():
+                out[d, event, key] += value
+    return out
+
+
+def assert_conserved(client: redis.Redis, store: Store, written: Counter) -> None:  # type: ignore[type-arg]
+    total = stored_tally(store) + Counter(tally_redis(client))
+    assert +total == +written
+
+
+def written_by(jobs: list[tuple[int, str, str]]) -> Counter[tuple[int, str, str | None]]:
+    c: Counter[tuple[int, str, str | None]] = Counter()
+    for d, t, outcome in jobs:
+        c[d, "requested", None] += 1
+        c[d, "requested", t] += 1
+        if outcome == "completed":
+            for e in ("queued", "started", "completed"):
+                c[d, e, None] += 1
+                c[d, e, t] += 1
+    return c
+
+
+def test_crash_after_commit_before_release(
+    redis_client: redis.Redis, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = [(D, "sync", "completed")] * 3 + [(D + 1, "greeting", "completed")]
+    for job in jobs:
+        foreign_job(redis_client, *job)
+
+    def crash(*_: object, **__: object) -> None:
+        raise Crash
+
+    with monkeypatch.context() as m:
+        m.setattr(RedisSide, "release", crash)
+        with pytest.raises(Crash):
+            rotate(redis_client, store, now=NOW)
+    assert redis_client.exists(family.claim_id_key(D))  # claim survived the crash
+    assert redis_client.get(family.LOCK_KEY) is None  # lock released on the way out
+    report = rotate(redis_client, store, now=NOW)
+    states = {o.unix_date: o.state for o in report.outcomes}
+    assert states[D] is DateState.ALREADY_APPLIED
+    assert_conserved(redis_client, store, written_by(jobs))
+    assert not redis_client.exists(family.claim_id_key(D))
+
+
+def test_crash_before_commit_with_writes_meanwhile(
+    redis_client: redis.Redis, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = [(D, "sync", "completed")] * 2
+    for job in jobs:
+        foreign_job(redis_client, *job)
+    with monkeypatch.context() as m:
+        m.setattr(type(store), "commit", lambda *a, **k: (_ for _ in ()).throw(Crash()))
+        with pytest.raises(Crash):
+            rotate(redis_client, store, now=NOW)
+    late = [(D, "summarize", "completed")] * 4  # land in fresh live keys beside the claim
+    for job in late:
+        foreign_job(redis_client, *job)
+    report = rotate(redis_client, store, now=NOW)
+    assert report.error is None
+    assert_conserved(redis_client, store, written_by(jobs + late))
+    assert tally_redis(redis_client) == {}  # one run finished both the claim and the late keys
+    assert int(redis_client.get(family.EARLIEST_KEY)) == today(NOW) - 1
+
+
+def test_resent_commit_counts_nothing_twice(store: Store) -> None:
+    day = DayCounts({"requested": 2}, {"requested": {"sync": 2}})
+    items = [DateCommit(D, "run-a/1", day)]
+    first = store.commit(items, 1.0)
+    second = store.commit(items, 2.0)  # e.g. the response was lost and the batch resent
+    assert first[0].claim_applied and not second[0].claim_applied
+    (row,) = store.rows(None, None)
+    assert row.day.count("requested") == 2 and row.retrieved_at == 1.0
+
+
+def test_overlapping_runs_with_concurrent_writers(
+    redis_client: redis.Redis, redis_server: object, store: Store
+) -> None:
+    """Runs without the lock's help (each its own lock key is irrelevant: they race on claims)."""
+    port = redis_client.connection_pool.connection_kwargs["port"]
+    dates = list(range(D, D + 6))
+    written: Counter[tuple[int, str, str | None]] = Counter()
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def writer(seed: int) -> None:
+        client = redis.Redis(port=port)
+        i = 0
+        while not stop.is_set() and i < 400:
+            d = dates[(seed + i) % len(dates)]
+            foreign_job(client, d, "sync", "completed")
+            with lock:
+                written.update(written_by([(d, "sync", "completed")]))
+            i += 1
+
+    def rotator(n: int) -> None:
+        client = redis.Redis(port=port)
+        for _ in range(6):
+            client.delete(family.LOCK_KEY)  # defeat the lock: correctness must not need it
+            try:
+                rotate(client, store_for_thread(), RotateOptions(batch_size=2), now=NOW)
+            except LockHeld:
+                pass
+
+    def store_for_thread() -> Store:
+        from rotate_stats.database import SqliteStore
+
+        return SqliteStore(store.description.removeprefix("sqlite:///"))
+
+    if not store.description.startswith("sqlite"):
+        pytest.skip("threads share one SQLite file here; rqlite overlap is in the campaign")  # CI: not a server skip
+    threads = [threading.Thread(target=writer, args=(s,)) for s in range(3)]
+    threads += [threading.Thread(target=rotator, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    stop.set()
+    rotate(redis_client, store, now=NOW)  # the final clean run
+    assert_conserved(redis_client, store, written)
+    assert sum(v for (_, e, k), v in written.items() if k is None and e == "requested") == 1200
+
+
+def test_strict_stops_before_violating_date(redis_client: redis.Redis, store: Store) -> None:
+    foreign_job(redis_client, D, "sync", "completed")
+    foreign_write(redis_client, D + 1, "started", "sync")  # started without queued
+    foreign_job(redis_client, D + 2, "sync", "completed")
+    before = {k: v for k, v in redis_dump(redis_client).items() if b":%d" % (D + 1) in k}
+    report = rotate(redis_client, store, RotateOptions(strict=True), now=NOW)
+    assert [o.state for o in report.outcomes] == [DateState.INSERTED, DateState.STOPPED]
+    assert report.exit_code is ExitCode.VIOLATIONS
+    assert {f.invariant for f in report.findings} >= {Invariant.QUEUED_STARTED}
+    assert [r.retrieved_for for r in store.rows(None, None)] == ["2024-06-10"]
+    after = {k: v for k, v in redis_dump(redis_client).items() if b":%d" % (D + 1) in k}
+    assert after == before  # the violating date is back in its live keys, as it was
+    assert int(redis_client.get(family.EARLIEST_KEY)) == D + 1
+    default = rotate(redis_client, store, now=NOW)  # default mode rotates it and reports
+    assert default.exit_code is ExitCode.VIOLATIONS
+    assert tally_redis(redis_client) == {}
+
+
+@pytest.mark.parametrize(
+    "corrupt, culprit",
+    [
+        (lambda c: c.hset(family.counts_key(D + 1), "requested", "1.5"), "'requested'"),
+        (lambda c: c.hset(family.extra_key(D + 1, "failed"), "sync:x", "abc"), "'sync:x'"),
+        (lambda c: c.hset(family.counts_key(D + 1), "requsted", "1"), "'requsted'"),
+        (lambda c: c.hset(family.counts_key(D + 1), "queued", str(2**64)), "64 bits"),
+        (lambda c: (c.delete(family.extra_key(D + 1, "queued")),
+                    c.rpush(family.extra_key(D + 1, "queued"), "x")), "a hash"),
+        (lambda c: c.hset(family.claim_keys(D + 1)[0], "requested", "1"), "claim id"),
+    ],
+)
+def test_bad_data_stops_before_the_date(
+    redis_client: redis.Redis, store: Store, corrupt: object, culprit: str
+) -> None:
+    for d in (D, D + 1, D + 2):
+        foreign_job(redis_client, d, "sync", "completed")
+    corrupt(redis_client)  # type: ignore[operator]
+    bad_keys = {k: v for k, v in redis_dump(redis_client).items() if b":%d" % (D + 1) in k}
+    report = rotate(redis_client, store, now=NOW)
+    assert report.exit_code is ExitCode.FAILURE
+    assert report.error is not None and culprit in report.error
+    assert str(D + 1) in report.error  # names the key
+    assert [r.retrieved_for for r in store.rows(None, None)] == ["2024-06-10"]
+    after = {k: v for k, v in redis_dump(redis_client).items() if b":%d" % (D + 1) in k}
+    assert after == bad_keys
+    assert int(redis_client.get(family.EARLIEST_KEY)) == D + 1
+
+
+@pytest.mark.parametrize("value", [b"yesterday", b"1.5", b"", b"99999999999"])
+def test_garbage_earliest_changes_nothing(
+    redis_client: redis.Redis, store: Store, value: bytes
+) -> None:
+    foreign_job(redis_client, D, "sync", "completed")
+    redis_client.set(family.EARLIEST_KEY, value)
+    before = redis_dump(redis_client)
+    with pytest.raises(DataError) as info:
+        rotate(redis_client, store, now=NOW)
+    assert info.value.key == family.EARLIEST_KEY
+    assert redis_dump(redis_client) == before and store.rows(None, None) == []
+
+
+def test_earliest_of_wrong_type(redis_client: redis.Redis, store: Store) -> None:
+    redis_client.hset(family.EARLIEST_KEY, "x", "1")
+    with pytest.raises(DataError, match="a hash"):
+        rotate(redis_client, store, now=NOW)
+
+
+def test_lock_held_leaves_at_once(redis_client: redis.Redis, store: Store) -> None:
+    foreign_job(redis_client, D, "sync", "completed")
+    redis_client.set(family.LOCK_KEY, "other-run", px=60_000)
+    before = redis_dump(redis_client)
+    with pytest.raises(LockHeld, match="other-run"):
+        rotate(redis_client, store, now=NOW)
+    assert redis_dump(redis_client) == before and store.rows(None, None) == []
+
+
+def test_dry_run_touches_nothing(redis_client: redis.Redis, store: Store) -> None:
+    foreign_job(redis_client, D, "sync", "completed")
+    foreign_write(redis_client, D + 1, "started", "chat")
+    before = redis_dump(redis_client)
+    report = rotate(redis_client, store, RotateOptions(dry_run=True), now=NOW)
+    assert redis_dump(redis_client) == before and store.rows(None, None) == []
+    assert report.outcomes[0].state is DateState.PLANNED
+    assert report.outcomes[0].day.count("completed") == 1
+    assert report.exit_code is ExitCode.VIOLATIONS  # the plan already shows the findings
+
+
+def test_unmigrated_store_is_refused(redis_client: redis.Redis, bare_store: Store) -> None:
+    foreign_job(redis_client, D, "sync", "completed")
+    before = redis_dump(redis_client)
+    with pytest.raises(NotMigrated, match="rotate_stats migrate"):
+        rotate(redis_client, bare_store, now=NOW)
+    assert redis_dump(redis_client) == before
+
+
+def test_recorder_refuses_rotated_dates_visibly(redis_client: redis.Redis, store: Store) -> None:
+    recorder = Recorder(redis_client)
+    assert recorder.record(D, "requested", "sync")
+    rotate(redis_client, store, now=NOW)
+    assert not recorder.record(D, "requested", "sync", 3)
+    assert RedisSide(redis_client).refusals() == {f"{D}:requested": 3}
+    assert not redis_client.exists(family.counts_key(D))
+    assert recorder.record(today(NOW) - 1, "requested", "sync")  # yesterday is still open
+
+
+def test_earliest_absent_means_nothing_to_do(redis_client: redis.Redis, store: Store) -> None:
+    report = rotate(redis_client, store, now=NOW)
+    assert report.outcomes == [] and "absent" in report.notes[0]
+    assert report.exit_code is ExitCode.OK
