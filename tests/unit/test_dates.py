@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from rotate_stats import dates
 
 LA = zoneinfo.ZoneInfo("America/Los_Angeles")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SETTINGS = settings(database=None, deadline=None, max_examples=300)
 
 FIRST_DAY = dt.date(1970, 1, 1)
