@@ -1,0 +1,213 @@
+"""The emulated rqlited node: an HTTP server speaking rqlite's HTTP API over ``Store``.
+
+Follows ``/work/shared/reference/rqlite-http-api.md`` (rqlite v10.2.7; pyrqlite 2.2.3):
+routing by path prefix, 404/405/401 with empty bodies, plain-text 400s (§1, §8);
+``/db/execute`` with ``transaction``/``timings``/``queue``/``wait``/``raft_index`` (§3);
+``/db/query`` GET and POST with ``level``, ``associative``, ``blob_array``, ``pretty`` (§4);
+``/db/request`` (§5); top-level errors with status 200 (§6); forwarding, ``redirect`` and
+503 ``leader not found`` (§7, see ``cluster``); Basic auth (§8); ``/readyz``, ``/status``
+and ``/nodes`` (§9). Faults for tests are described in ``faults``.
+
+Not emulated: Raft (a follower keeps no replica and forwards everything, see ``cluster``),
+``/db/backup``, ``/db/load``, ``/db/sql``, ``/boot``, the console UI, TLS, CORS headers,
+SQL rewriting of ``random()``/``now`` (§10, invisible on one node), ``db_timeout``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+from .cluster import LeaderAddress
+from .encoding import Statement
+from .faults import Faults
+from .handler import VERSION, Handler, RecordedRequest
+from .native import SQLITE_VERSION
+from .protocol import Credentials
+from .store import Store, check_pragmas
+from .writequeue import WriteQueue
+
+
+@dataclass
+class EmulatorConfig:
+    """What rqlited's command line sets (``-http-addr``, ``-join``, ``-auth``, ...)."""
+
+    datadir: str | None
+    host: str = "127.0.0.1"
+    port: int = 0
+    auth_file: str | None = None
+    join: str | None = None
+    node_id: str | None = None
+    raft_addr: str | None = None
+    write_queue_batch_size: int = 128
+    write_queue_timeout: float = 0.05
+    write_queue_tx: bool = False
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], emulator: EmulatorServer) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.emulator = emulator
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        super().__init__(address, Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._conns_lock:
+            self._conns.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._conns_lock:
+            self._conns.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Close kept-alive connections so clients see the node go away."""
+        with self._conns_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class EmulatorServer:
+    """One node: store, write queue, faults and HTTP listener."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.credentials = Credentials.from_file(config.auth_file) if config.auth_file else None
+        self.leader = LeaderAddress.parse(config.join) if config.join else None
+        self.faults = Faults()
+        self.requests: list[RecordedRequest] = []
+        self._requests_lock = threading.Lock()
+        self.store = Store(config.datadir)
+        self.queue = WriteQueue(
+            self._apply_queued,
+            batch_size=config.write_queue_batch_size,
+            timeout=config.write_queue_timeout,
+        )
+        bind_host = "127.0.0.1" if config.host == "localhost" else config.host
+        self.httpd = _HTTPServer((bind_host, config.port), self)
+        self.host, self.port = str(self.httpd.server_address[0]), int(self.httpd.server_address[1])
+        self.raft_addr = config.raft_addr or f"{config.host}:{self.port}"
+        self.node_id = config.node_id or self.raft_addr
+        self._serving = threading.Event()
+        self._stopped = False
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def hostport(self) -> str:
+        return self.url.removeprefix("http://")
+
+    @property
+    def is_follower(self) -> bool:
+        return self.leader is not None
+
+    def leader_url(self) -> str | None:
+        """The leader's API URL as this node knows it; None when there is no leader."""
+        if not self.faults.has_leader:
+            return None
+        return self.leader.url if self.leader else self.url
+
+    def record(self, request: RecordedRequest) -> None:
+        with self._requests_lock:
+            self.requests.append(request)
+
+    def _apply_queued(self, stmts: list[Statement]) -> None:
+        if check_pragmas(stmts) is None:  # the whole batch is refused, silently
+            self.store.execute(stmts, transaction=self.config.write_queue_tx, timings=False)
+
+    def serve_forever(self) -> None:
+        self._serving.set()
+        self.httpd.serve_forever(poll_interval=0.1)
+
+    def start(self) -> threading.Thread:
+        """Serve on a daemon thread."""
+        thread = threading.Thread(target=self.serve_forever, name="rqlite-emulator", daemon=True)
+        thread.start()
+        self._serving.wait(5)
+        return thread
+
+    def shutdown(self) -> None:
+        """Stop serving, drop open connections and close the database. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._serving.is_set():
+            self.httpd.shutdown()
+        self.httpd.server_close()
+        self.httpd.close_connections()
+        self.queue.close()
+        self.store.close()
+
+    def status(self) -> dict[str, Any]:
+        """``/status`` (§9), reduced to the useful fields."""
+        if self.leader is not None:
+            leader = {"node_id": "", "addr": self.leader.hostport}
+        else:
+            leader = {"node_id": self.node_id, "addr": self.raft_addr}
+        if not self.faults.has_leader:
+            leader = {"node_id": "", "addr": ""}
+        state = "Follower" if self.is_follower or not self.faults.has_leader else "Leader"
+        return {
+            "build": {"version": VERSION, "emulator": True},
+            "store": {
+                "ready": True,
+                "node_id": self.node_id,
+                "addr": self.raft_addr,
+                "leader": leader,
+                "raft": {"state": state, "applied_index": self.store.raft_index},
+                "sqlite3": {"version": SQLITE_VERSION},
+            },
+            "http": {
+                "bind_addr": self.hostport,
+                "auth": "enabled" if self.credentials else "disabled",
+            },
+            "node": {"start_time": 0},
+        }
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """``/nodes`` entries (§9): this node, plus the leader on a follower."""
+        me_leader = not self.is_follower and self.faults.has_leader
+        out = [
+            {
+                "id": self.node_id,
+                "api_addr": self.url,
+                "addr": self.raft_addr,
+                "version": VERSION,
+                "voter": True,
+                "reachable": True,
+                "leader": me_leader,
+                "time": 0.0001,
+            }
+        ]
+        if self.leader is not None:
+            out.append(
+                {
+                    "id": self.leader.hostport,
+                    "api_addr": self.leader.url,
+                    "addr": self.leader.hostport,
+                    "version": VERSION,
+                    "voter": True,
+                    "reachable": True,
+                    "leader": self.faults.has_leader,
+                    "time": 0.0001,
+                }
+            )
+        return out
+
+
+__all__ = ["VERSION", "EmulatorConfig", "EmulatorServer", "RecordedRequest"]
