@@ -136,4 +136,6 @@ def status(side: RedisSide, store: Store | None, now: float | None = None) -> St
             rows = store.rows(None, None)
             newest = rows[-1].retrieved_for if rows else None
     backlog = 0 if earliest is None else max(0, stable - earliest + 1)
-    return Status(earliest, stable, backlog, holder, ttl, orphaned, side.refusals(), newest, pending)
+    return Status(
+        earliest, stable, backlog, holder, ttl, orphaned, side.refusals(), newest, pending
+    )

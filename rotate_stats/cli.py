@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -20,10 +21,14 @@ from .connections import open_redis, open_store
 from .database import migrate
 from .dates import iso, parse_iso
 from .errors import ConfigError, LockHeld, RotateStatsError
+from .family import EVENTS
 from .redis_side import RedisSide
 from .report import DateState, ExitCode, RotationReport
 from .rotate import RotateOptions, rotate
 from .settings import ENVIRONMENT, Settings, mask_url
+
+if TYPE_CHECKING:
+    from .demo import DemoResult
 
 COMMANDS = ("rotate", "check", "migrate", "status", "demo")
 
@@ -84,15 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     rot.add_argument("--from", dest="from_", type=_date, help="first date of a range")
     rot.add_argument("--to", type=_date, help="last date of a range (default: --from)")
     rot.add_argument("--dry-run", action="store_true", help="print the plan, touch nothing")
-    rot.add_argument("--strict", action="store_true", default=None,
-                     help="stop before a date that violates an invariant, leaving it in Redis")
+    rot.add_argument(
+        "--strict",
+        action="store_true",
+        default=None,
+        help="stop before a date that violates an invariant, leaving it in Redis",
+    )
     rot.add_argument("--batch-size", type=_positive, help="dates per Redis call and transaction")
 
     chk = add("check", "check the invariants over stored rows (for CI)")
     chk.add_argument("--from", dest="from_", type=_date, help="first date")
     chk.add_argument("--to", type=_date, help="last date")
-    chk.add_argument("--pending", action="store_true",
-                     help="also check stable dates still pending in Redis")
+    chk.add_argument(
+        "--pending", action="store_true", help="also check stable dates still pending in Redis"
+    )
     add("migrate", "apply pending migrations from rotate_stats/migrations")
     add("status", "earliest, last stable date, backlog, orphaned keys, lock holder, newest row")
     demo = add("demo", "run the job on an in-process Redis and a new SQLite file with demo data")
@@ -104,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help",
-                                                                              "--version")):
+    if not args_list or (
+        args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version")
+    ):
         args_list.insert(0, "rotate")
     parser = build_parser()
     args = parser.parse_args(args_list)
@@ -146,7 +157,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "demo":
         from .demo import run_demo  # the demo alone needs fakeredis
 
-        logging.getLogger("rotate_stats").setLevel(logging.WARNING)
+        logging.getLogger("rotate_stats").setLevel(logging.ERROR)
         result = run_demo(days=args.days, seed=args.seed)
         print(render_demo(result))
         return ExitCode.OK
@@ -159,21 +170,27 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.command == "migrate":
             applied = migrate(store)
-            _emit(args.format, {"applied": applied},
-                  "applied: " + ", ".join(applied) if applied else "already up to date")
+            _emit(
+                args.format,
+                {"applied": applied},
+                "applied: " + ", ".join(applied) if applied else "already up to date",
+            )
             return ExitCode.OK
         if args.command == "check":
             side = RedisSide(open_redis(settings.redis_url)) if args.pending else None
-            result = check(store, args.from_, args.to, side)
-            lines = [f"checked {result.rows_checked} rows, {result.pending_checked} pending dates"]
-            lines += [_finding_line(f.as_dict()) for f in result.findings]
-            _emit(args.format, result.as_dict(), "\n".join(lines))
-            return result.exit_code
+            checked = check(store, args.from_, args.to, side)
+            lines = [
+                f"checked {checked.rows_checked} rows, {checked.pending_checked} pending dates"
+            ]
+            lines += [_finding_line(f.as_dict()) for f in checked.findings]
+            _emit(args.format, checked.as_dict(), "\n".join(lines))
+            return checked.exit_code
         side = RedisSide(open_redis(settings.redis_url))
         if args.command == "status":
             st = status(side, store)
-            _emit(args.format, st.as_dict(), "\n".join(
-                f"{k}: {v}" for k, v in st.as_dict().items()))
+            _emit(
+                args.format, st.as_dict(), "\n".join(f"{k}: {v}" for k, v in st.as_dict().items())
+            )
             return ExitCode.OK
         first = args.date if args.date is not None else args.from_
         last = args.date if args.date is not None else args.to
@@ -229,11 +246,8 @@ def render_report(report: RotationReport) -> str:
     return "\n".join(lines)
 
 
-def render_demo(result: object) -> str:
+def render_demo(result: DemoResult) -> str:
     """The demo's per-day summary and findings."""
-    from .demo import DemoResult
-
-    assert isinstance(result, DemoResult)
     header = f"{'date':<10}  {'state':<9} " + " ".join(f"{e:>15}" for e in EVENTS) + "  findings"
     lines = [
         f"demo: {result.jobs} journal chat jobs recorded over "
@@ -262,6 +276,3 @@ def render_demo(result: object) -> str:
     )
     lines.append(f"database: {result.database_path}  (sqlite3 it: journal_chat_job_stats)")
     return "\n".join(lines)
-
-
-from .family import EVENTS  # noqa: E402

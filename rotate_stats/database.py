@@ -18,7 +18,7 @@ import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import family
 from .dates import iso
@@ -170,17 +170,16 @@ def migration_statements(migration: Migration) -> list[Statement]:
     ]
 
 
-def row_from_values(values: Sequence[object]) -> StoredRow:
+def row_from_values(values: Sequence[Any]) -> StoredRow:
     """A StoredRow from values in ``family.COLUMNS`` order."""
     retrieved_for, retrieved_at, *rest = values
     counts: dict[str, int] = {}
     breakdowns: dict[str, dict[str, int]] = {}
     problems: list[str] = []
     for i, event in enumerate(family.EVENTS):
-        counts[event] = int(rest[2 * i])  # type: ignore[call-overload]
-        raw = rest[2 * i + 1]
+        counts[event] = int(rest[2 * i])
         try:
-            parsed = json.loads(str(raw))
+            parsed = json.loads(str(rest[2 * i + 1]))
         except ValueError:
             parsed = None
         if not isinstance(parsed, dict) or not all(
@@ -189,8 +188,8 @@ def row_from_values(values: Sequence[object]) -> StoredRow:
             problems.append(f"{event}_breakdown")
             continue
         breakdowns[event] = parsed
-    return StoredRow(str(retrieved_for), float(retrieved_at), DayCounts(counts, breakdowns),  # type: ignore[arg-type]
-                     tuple(problems))
+    day = DayCounts(counts, breakdowns)
+    return StoredRow(str(retrieved_for), float(retrieved_at), day, tuple(problems))
 
 
 # -- SQLite -----------------------------------------------------------------------------------

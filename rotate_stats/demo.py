@@ -85,6 +85,8 @@ def simulate_day(recorder: Recorder, unix_date: int, rng: random.Random) -> int:
 
 def run_demo(days: int = 21, seed: int = 2024, directory: str | None = None) -> DemoResult:
     """Write ``days`` stable days (plus yesterday and today) of traffic, then rotate twice."""
+    if days < 3:
+        raise ValueError(f"days {days} must be at least 3 to place the demo's anomalies")
     client = fake_redis()
     recorder = Recorder(client)
     rng = random.Random(seed)
@@ -94,12 +96,11 @@ def run_demo(days: int = 21, seed: int = 2024, directory: str | None = None) -> 
     for d in range(current - days - 1, current + 1):
         jobs += simulate_day(recorder, d, rng)
     # planted anomalies: a raw task type from an old writer, and a start with no queue
-    recorder.record(current - 5, "requested", "chat")
-    recorder.record(current - 5, "queued", "chat")
-    recorder.record(current - 5, "started", "chat")
-    recorder.record(current - 5, "completed", "chat")
-    client.hincrby(family.counts_key(current - 9), "started", 1)
-    client.hincrby(family.extra_key(current - 9, "started"), "sync", 1)
+    raw_type, no_queue, late = current - 2 - days // 4, current - 2 - days // 2, current - 3
+    for event in ("requested", "queued", "started", "completed"):
+        recorder.record(raw_type, event, "chat")
+    client.hincrby(family.counts_key(no_queue), "started", 1)
+    client.hincrby(family.extra_key(no_queue, "started"), "sync", 1)
 
     directory = directory or tempfile.mkdtemp(prefix="rotate-stats-demo-")
     path = os.path.join(directory, "stats.sqlite3")
@@ -107,7 +108,6 @@ def run_demo(days: int = 21, seed: int = 2024, directory: str | None = None) -> 
     migrate(store)
     first = rotate(client, store, now=now)
     # a foreign writer's late event for a rotated date: HINCRBY + set-if-lower
-    late = current - 12
     client.hincrby(family.counts_key(late), "requested", 1)
     client.hincrby(family.extra_key(late, "requested"), "sync", 1)
     client.hincrby(family.counts_key(late), "failed_to_queue", 1)

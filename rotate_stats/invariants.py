@@ -15,7 +15,7 @@ from . import family
 from .dates import iso
 
 
-class Invariant(str, enum.Enum):
+class Invariant(enum.StrEnum):
     """The invariants of DESIGN §5, numbered as there."""
 
     NON_NEGATIVE = "1-non-negative"

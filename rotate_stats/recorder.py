@@ -44,5 +44,5 @@ class Recorder:
             family.EARLIEST_KEY,
             family.REFUSED_KEY,
         ]
-        args = [unix_date, event, breakdown, amount, f"{unix_date}:{event}"]
+        args: list[str | int] = [unix_date, event, breakdown, amount, f"{unix_date}:{event}"]
         return bool(self._script(keys=keys, args=args))

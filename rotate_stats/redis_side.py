@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.resources
 import re
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,9 +85,9 @@ def _decode_field(key: str, raw: bytes | str) -> str:
         raise DataError(key, repr(raw), raw, "a UTF-8 field name") from None
 
 
-def parse_hash(key: str, flat: Sequence[Any]) -> dict[str, int]:
+def parse_hash(key: str, flat: Sequence[Any] | Mapping[Any, Any]) -> dict[str, int]:
     """An HGETALL reply (flat list or dict) as field -> int, validated."""
-    pairs = flat.items() if isinstance(flat, dict) else zip(flat[::2], flat[1::2], strict=True)
+    pairs = flat.items() if isinstance(flat, Mapping) else zip(flat[::2], flat[1::2], strict=True)
     out: dict[str, int] = {}
     for raw_field, raw_value in pairs:
         name = _decode_field(key, raw_field)
@@ -204,9 +204,7 @@ class RedisSide:
         for d in dates:
             keys += family.claim_keys(d) + [family.claim_id_key(d)] + family.live_keys(d)
         keys.append(family.EARLIEST_KEY)
-        released, earliest = self.scripts.release(
-            keys=keys, args=[len(dates), *claim_ids, *dates]
-        )
+        released, earliest = self.scripts.release(keys=keys, args=[len(dates), *claim_ids, *dates])
         return [bool(x) for x in released], _text(earliest)
 
     def restore(self, claim: Claim) -> bool:

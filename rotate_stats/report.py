@@ -28,7 +28,7 @@ class ExitCode(enum.IntEnum):
     """Another run holds the lock (EX_TEMPFAIL); try again later."""
 
 
-class DateState(str, enum.Enum):
+class DateState(enum.StrEnum):
     """What happened to one date."""
 
     INSERTED = "inserted"

@@ -17,7 +17,7 @@ from rotate_stats.redis_side import RedisSide
 from rotate_stats.report import DateState, ExitCode
 from rotate_stats.rotate import RotateOptions, rotate
 from tests.helpers import foreign_job, foreign_write, redis_dump, tally_redis
-from tests.integration.test_rotation import NOW, raw_rows
+from tests.integration.test_rotation import NOW
 
 D = parse_iso("2024-06-10")
 
@@ -143,7 +143,9 @@ def test_overlapping_runs_with_concurrent_writers(
         return SqliteStore(store.description.removeprefix("sqlite:///"))
 
     if not store.description.startswith("sqlite"):
-        pytest.skip("threads share one SQLite file here; rqlite overlap is in the campaign")  # CI: not a server skip
+        pytest.skip(
+            "threads share one SQLite file here; rqlite overlap is in the campaign"
+        )  # CI: not a server skip
     threads = [threading.Thread(target=writer, args=(s,)) for s in range(3)]
     threads += [threading.Thread(target=rotator, args=(n,)) for n in range(3)]
     for t in threads:
@@ -181,8 +183,13 @@ def test_strict_stops_before_violating_date(redis_client: redis.Redis, store: St
         (lambda c: c.hset(family.extra_key(D + 1, "failed"), "sync:x", "abc"), "'sync:x'"),
         (lambda c: c.hset(family.counts_key(D + 1), "requsted", "1"), "'requsted'"),
         (lambda c: c.hset(family.counts_key(D + 1), "queued", str(2**64)), "64 bits"),
-        (lambda c: (c.delete(family.extra_key(D + 1, "queued")),
-                    c.rpush(family.extra_key(D + 1, "queued"), "x")), "a hash"),
+        (
+            lambda c: (
+                c.delete(family.extra_key(D + 1, "queued")),
+                c.rpush(family.extra_key(D + 1, "queued"), "x"),
+            ),
+            "a hash",
+        ),
         (lambda c: c.hset(family.claim_keys(D + 1)[0], "requested", "1"), "claim id"),
     ],
 )

@@ -19,12 +19,20 @@ from tests.helpers import foreign_job, foreign_write, redis_dump
 # Noon in Los Angeles on 2024-12-01: stable dates end on 2024-11-29.
 NOW = day_start(parse_iso("2024-12-01")) + 12 * 3600
 DATES_2024 = ["2024-03-05", "2024-03-06", "2024-03-10", "2024-03-12", "2024-11-03"]
-OUTCOMES = ["completed", "completed", "timed_out", "ftq:locked", "llm:empathy:RateLimitError",
-            "ftq:ratelimited:user_queued_jobs:3:5"]
+OUTCOMES = [
+    "completed",
+    "completed",
+    "timed_out",
+    "ftq:locked",
+    "llm:empathy:RateLimitError",
+    "ftq:ratelimited:user_queued_jobs:3:5",
+]
 TYPES = ["greeting", "system_chat", "reflection_question", "sync", "summarize"]
 
 
-def write_traffic(client: redis.Redis, isos: list[str]) -> dict[str, Counter[tuple[str, str | None]]]:
+def write_traffic(
+    client: redis.Redis, isos: list[str]
+) -> dict[str, Counter[tuple[str, str | None]]]:
     """Jobs for each date, written the way existing writers do; returns the expected tallies."""
     expected: dict[str, Counter[tuple[str, str | None]]] = {}
     for n, day in enumerate(isos):
@@ -42,8 +50,11 @@ def write_traffic(client: redis.Redis, isos: list[str]) -> dict[str, Counter[tup
             for event in ("queued", "started"):
                 tally[event, None] += 1
                 tally[event, job_type] += 1
-            event, key = ("completed", job_type) if outcome == "completed" else (
-                "failed", f"{job_type}:{outcome}")
+            event, key = (
+                ("completed", job_type)
+                if outcome == "completed"
+                else ("failed", f"{job_type}:{outcome}")
+            )
             tally[event, None] += 1
             tally[event, key] += 1
         expected[day] = tally
@@ -58,8 +69,14 @@ def raw_rows(store: Store) -> list[tuple[object, ...]]:
     """Rows exactly as stored, breakdown text included (to compare byte for byte)."""
     out = []
     for r in store.rows(None, None):
-        out.append((r.retrieved_for, r.retrieved_at, tuple(sorted(r.day.counts.items())),
-                    json.dumps(r.day.breakdowns, sort_keys=True)))
+        out.append(
+            (
+                r.retrieved_for,
+                r.retrieved_at,
+                tuple(sorted(r.day.counts.items())),
+                json.dumps(r.day.breakdowns, sort_keys=True),
+            )
+        )
     return out
 
 
@@ -105,7 +122,8 @@ def _raw_breakdown(store: Store, day: str, event: str) -> str:
         sql = f"SELECT {event}_breakdown FROM journal_chat_job_stats WHERE retrieved_for = ?"
         return str(conn.execute(sql, (day,)).fetchone()[0])
     results = store._request(  # type: ignore[attr-defined]
-        "POST", "/db/query?level=strong",
+        "POST",
+        "/db/query?level=strong",
         [[f"SELECT {event}_breakdown FROM journal_chat_job_stats WHERE retrieved_for = ?", day]],
     )
     return str(results[0]["values"][0][0])
@@ -158,7 +176,8 @@ def test_late_foreign_write_is_added_exactly_once(redis_client: redis.Redis, sto
     after = rows_by_date(store)[day]
     assert after.day.count("requested") == before.day.count("requested") + 2  # type: ignore[attr-defined]
     assert after.day.breakdown("failed_to_queue")["sync:locked"] == (  # type: ignore[attr-defined]
-        before.day.breakdown("failed_to_queue").get("sync:locked", 0) + 2)  # type: ignore[attr-defined]
+        before.day.breakdown("failed_to_queue").get("sync:locked", 0) + 2
+    )  # type: ignore[attr-defined]
     rows = raw_rows(store)
     rotate(redis_client, store, now=NOW)
     assert raw_rows(store) == rows
