@@ -1,0 +1,333 @@
+"""Settings from environment and flags; database URL parsing; password masking."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rotate_stats.errors import ConfigError
+from rotate_stats.settings import (
+    ENVIRONMENT,
+    DatabaseUrl,
+    Settings,
+    mask_url,
+    parse_database_url,
+)
+
+SETTINGS = settings(database=None, deadline=None, max_examples=200)
+SECRET = "s3cr3t-Pa55"
+
+
+# -- from_env -------------------------------------------------------------------------------------
+
+
+def test_defaults_from_empty_environment() -> None:
+    s = Settings.from_env({})
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+    assert s.database_url is None
+    assert s.batch_size == 31
+    assert s.lock_ttl == 300.0
+    assert s.max_backlog_days == 3660
+    assert s.database_timeout == 10.0
+    assert s.strict is False
+    assert s.log_level == "INFO"
+
+
+def test_every_known_variable_is_read() -> None:
+    env = {
+        "ROTATE_STATS_REDIS_URL": "redis://cache:6380/2",
+        "ROTATE_STATS_DATABASE_URL": "rqlite://db:4001",
+        "ROTATE_STATS_BATCH_SIZE": "7",
+        "ROTATE_STATS_LOCK_TTL": "12.5",
+        "ROTATE_STATS_MAX_BACKLOG_DAYS": "40",
+        "ROTATE_STATS_DATABASE_TIMEOUT": "2.5",
+        "ROTATE_STATS_STRICT": "1",
+        "ROTATE_STATS_LOG_LEVEL": "debug",
+    }
+    assert set(env) == set(ENVIRONMENT)
+    s = Settings.from_env(env)
+    assert s.redis_url == "redis://cache:6380/2"
+    assert s.database_url == "rqlite://db:4001"
+    assert s.batch_size == 7 and isinstance(s.batch_size, int)
+    assert s.lock_ttl == 12.5
+    assert s.max_backlog_days == 40
+    assert s.database_timeout == 2.5
+    assert s.strict is True
+    assert s.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    "name", ["ROTATE_STATS_BATCHSIZE", "ROTATE_STATS_REDIS", "ROTATE_STATS_", "ROTATE_STATS_X"]
+)
+def test_unknown_variable_is_an_error_naming_it(name: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({name: "1"})
+    assert info.value.name == name
+    assert name in str(info.value)
+
+
+def test_test_variables_and_other_variables_are_ignored() -> None:
+    env = {
+        "ROTATE_STATS_TEST_REDIS_URL": "not a url",
+        "ROTATE_STATS_TEST_ANYTHING": "x",
+        "PATH": "/bin",
+        "rotate_stats_batch_size": "nonsense",
+        "REDIS_URL": "garbage",
+    }
+    assert Settings.from_env(env) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("ROTATE_STATS_BATCH_SIZE", "abc"),
+        ("ROTATE_STATS_BATCH_SIZE", "1.5"),
+        ("ROTATE_STATS_BATCH_SIZE", ""),
+        ("ROTATE_STATS_MAX_BACKLOG_DAYS", "ten"),
+        ("ROTATE_STATS_LOCK_TTL", "5s"),
+        ("ROTATE_STATS_LOCK_TTL", ""),
+        ("ROTATE_STATS_DATABASE_TIMEOUT", "1,5"),
+        ("ROTATE_STATS_STRICT", "maybe"),
+        ("ROTATE_STATS_STRICT", "2"),
+        ("ROTATE_STATS_STRICT", "y"),
+    ],
+)
+def test_bad_number_or_bool_names_the_variable(name: str, raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({name: raw})
+    assert info.value.name == name
+    assert name in str(info.value)
+    assert info.value.value == raw
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("TRUE", True),
+        ("yes", True),
+        ("on", True),
+        (" 1 ", True),
+        ("0", False),
+        ("false", False),
+        ("no", False),
+        ("Off", False),
+        ("", False),
+    ],
+)
+def test_strict_booleans(raw: str, expected: bool) -> None:
+    assert Settings.from_env({"ROTATE_STATS_STRICT": raw}).strict is expected
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("ROTATE_STATS_BATCH_SIZE", "0"),
+        ("ROTATE_STATS_BATCH_SIZE", "1001"),
+        ("ROTATE_STATS_LOCK_TTL", "0.5"),
+        ("ROTATE_STATS_LOCK_TTL", "nan"),
+        ("ROTATE_STATS_MAX_BACKLOG_DAYS", "0"),
+        ("ROTATE_STATS_DATABASE_TIMEOUT", "0"),
+        ("ROTATE_STATS_DATABASE_TIMEOUT", "inf"),
+        ("ROTATE_STATS_LOG_LEVEL", "verbose"),
+        ("ROTATE_STATS_REDIS_URL", "http://cache:6379"),
+        ("ROTATE_STATS_DATABASE_URL", "postgres://db:5432/x"),
+    ],
+)
+def test_out_of_range_values_are_config_errors(name: str, raw: str) -> None:
+    with pytest.raises(ConfigError):
+        Settings.from_env({name: raw})
+
+
+def test_flags_override_environment() -> None:
+    env = {
+        "ROTATE_STATS_BATCH_SIZE": "7",
+        "ROTATE_STATS_STRICT": "1",
+        "ROTATE_STATS_DATABASE_URL": "sqlite:///env.db",
+    }
+    s = Settings.from_env(env, batch_size=99, strict=False, database_url="sqlite:///flag.db")
+    assert s.batch_size == 99
+    assert s.strict is False
+    assert s.database_url == "sqlite:///flag.db"
+
+
+def test_none_flags_do_not_override_environment() -> None:
+    env = {"ROTATE_STATS_BATCH_SIZE": "7", "ROTATE_STATS_STRICT": "yes"}
+    s = Settings.from_env(env, batch_size=None, strict=None, log_level=None)
+    assert s.batch_size == 7
+    assert s.strict is True
+    assert s.log_level == "INFO"
+
+
+def test_flags_are_validated_too() -> None:
+    with pytest.raises(ConfigError):
+        Settings.from_env({}, batch_size=0)
+
+
+@SETTINGS
+@given(st.integers(min_value=1, max_value=1000))
+def test_batch_size_round_trips_through_environment(n: int) -> None:
+    assert Settings.from_env({"ROTATE_STATS_BATCH_SIZE": str(n)}).batch_size == n
+
+
+@pytest.mark.parametrize(
+    ("redis_url", "database_url"),
+    [
+        (f"redis://:{SECRET}@cache:6379/0", None),
+        (f"redis://user:{SECRET}@cache:6379/0", f"rqlite://admin:{SECRET}@db:4001"),
+        ("redis://cache:6379/0", f"rqlites://admin:{SECRET}@db:4001"),
+    ],
+)
+def test_repr_masks_passwords(redis_url: str, database_url: str | None) -> None:
+    s = Settings(redis_url=redis_url, database_url=database_url)
+    text = repr(s)
+    assert SECRET not in text
+    assert "***" in text
+    assert "cache:6379" in text
+    if database_url is not None:
+        assert "db:4001" in text
+    # the settings themselves keep the real URLs
+    assert s.redis_url == redis_url
+
+
+def test_config_error_for_bad_redis_url_masks_password() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings(redis_url=f"http://u:{SECRET}@cache:6379")
+    assert SECRET not in str(info.value)
+
+
+def test_config_error_for_malformed_database_url_in_environment() -> None:
+    # A typo in the URL is a configuration error (exit 2), never a bare ValueError.
+    env = {"ROTATE_STATS_DATABASE_URL": f"rqlite://admin:{SECRET}@[db:4001"}
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert SECRET not in str(info.value)
+
+
+# -- parse_database_url ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///rel.db", DatabaseUrl("sqlite", path="rel.db")),
+        ("sqlite:///dir/rel.db", DatabaseUrl("sqlite", path="dir/rel.db")),
+        ("sqlite:////abs/x.db", DatabaseUrl("sqlite", path="/abs/x.db")),
+        ("rqlite://h:4001", DatabaseUrl("rqlite", host="h", port=4001)),
+        ("rqlite://h:4001/", DatabaseUrl("rqlite", host="h", port=4001)),
+        (
+            "rqlites://u:p@h:4001",
+            DatabaseUrl("rqlite", host="h", port=4001, user="u", password="p", tls=True),
+        ),
+        (
+            "rqlite://u%40x:p%3Aw@db.example:4002",
+            DatabaseUrl("rqlite", host="db.example", port=4002, user="u@x", password="p:w"),
+        ),
+    ],
+)
+def test_parse_database_url_accepts(url: str, expected: DatabaseUrl) -> None:
+    assert parse_database_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rqlite://h",
+        "rqlites://h",
+        "rqlite://:4001",
+        "rqlite://h:4001/db",
+        "rqlite://h:notaport",
+        "rqlite://h:99999",
+        "postgres://h:5432",
+        "http://h:4001",
+        "h:4001",
+        "",
+        "sqlite://x.db",
+        "sqlite://",
+        "sqlite:///",
+        "sqlite:",
+    ],
+)
+def test_parse_database_url_rejects(url: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_database_url(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"rqlite://admin:{SECRET}@h",
+        f"rqlites://admin:{SECRET}@h",
+        f"rqlite://admin:{SECRET}@h:4001/db",
+        f"rqlite://admin:{SECRET}@h:notaport",
+        f"rqlite://admin:{SECRET}@h:99999",
+        f"postgres://admin:{SECRET}@h:5432/x",
+        f"rqlite://:{SECRET}@h",
+    ],
+)
+def test_parse_database_url_error_never_contains_password(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_database_url(url)
+    assert SECRET not in str(info.value)
+    assert SECRET not in repr(info.value.value)
+
+
+def test_parse_database_url_malformed_host_is_config_error_without_password() -> None:
+    url = f"rqlite://admin:{SECRET}@[db:4001"
+    with pytest.raises(ConfigError) as info:
+        parse_database_url(url)
+    assert SECRET not in str(info.value)
+
+
+def test_parse_database_url_sqlite_error_never_contains_password() -> None:
+    url = f"sqlite://admin:{SECRET}@host/x.db"
+    with pytest.raises(ConfigError) as info:
+        parse_database_url(url)
+    assert SECRET not in str(info.value)
+
+
+# -- mask_url -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("redis://:pw@h:6379/0", "redis://:***@h:6379/0"),
+        ("redis://u:pw@h:6379/0", "redis://u:***@h:6379/0"),
+        ("rqlites://admin:p%40ss@db:4001", "rqlites://admin:***@db:4001"),
+        ("rqlite://admin:a@b@db:4001", "rqlite://admin:***@db:4001"),
+        ("redis://h:6379/0", "redis://h:6379/0"),
+        ("redis://u@h:6379/0", "redis://u@h:6379/0"),
+        ("sqlite:///rel.db", "sqlite:///rel.db"),
+        ("unix:///tmp/redis.sock", "unix:///tmp/redis.sock"),
+    ],
+)
+def test_mask_url(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
+password_text = st.text(
+    alphabet=st.characters(
+        codec="ascii", categories=["L", "N"], include_characters="-_.~!$&'()*+,;="
+    ),
+    min_size=6,
+    max_size=20,
+)
+
+
+@SETTINGS
+@given(
+    st.sampled_from(["redis", "rediss", "rqlite", "rqlites"]),
+    st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True),
+    password_text,
+    st.from_regex(r"[a-z][a-z0-9.-]{0,15}", fullmatch=True),
+    st.integers(min_value=1, max_value=65535),
+)
+def test_mask_url_never_leaks_the_password(
+    scheme: str, user: str, password: str, host: str, port: int
+) -> None:
+    url = f"{scheme}://{user}:{password}@{host}:{port}"
+    masked = mask_url(url)
+    assert masked == f"{scheme}://{user}:***@{host}:{port}"
