@@ -23,7 +23,7 @@ from .dates import iso, parse_iso
 from .errors import ConfigError, LockHeld, RotateStatsError
 from .family import EVENTS
 from .redis_side import RedisSide
-from .report import DateState, ExitCode, RotationReport
+from .report import EXIT_MEANINGS, DateState, ExitCode, RotationReport
 from .rotate import RotateOptions, rotate
 from .settings import ENVIRONMENT, Settings, mask_url
 
@@ -34,7 +34,7 @@ COMMANDS = ("rotate", "check", "migrate", "status", "demo")
 
 EPILOG = (
     "exit codes:\n"
-    + "".join(f"  {int(c):<3} {c.name.lower():<11} {(c.__doc__ or '').strip()}\n" for c in ExitCode)
+    + "".join(f"  {int(c):<3} {c.name.lower():<11} {EXIT_MEANINGS[c]}\n" for c in ExitCode)
     + "\nenvironment variables (flags override them):\n"
     + "".join(f"  {name}\n      {meaning}\n" for name, (_, meaning) in ENVIRONMENT.items())
 )
@@ -86,8 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     rot = add("rotate", "rotate every stable date, or the dates given (default command)")
     rot.add_argument("--date", type=_date, help="rotate or repair one date YYYY-MM-DD")
-    rot.add_argument("--from", dest="from_", type=_date, help="first date of a range")
-    rot.add_argument("--to", type=_date, help="last date of a range (default: --from)")
+    rot.add_argument(
+        "--from", dest="from_", metavar="DATE", type=_date, help="first date of a range"
+    )
+    rot.add_argument("--to", metavar="DATE", type=_date, help="last date of a range")
     rot.add_argument("--dry-run", action="store_true", help="print the plan, touch nothing")
     rot.add_argument(
         "--strict",
@@ -98,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     rot.add_argument("--batch-size", type=_positive, help="dates per Redis call and transaction")
 
     chk = add("check", "check the invariants over stored rows (for CI)")
-    chk.add_argument("--from", dest="from_", type=_date, help="first date")
-    chk.add_argument("--to", type=_date, help="last date")
+    chk.add_argument("--from", dest="from_", metavar="DATE", type=_date, help="first date")
+    chk.add_argument("--to", metavar="DATE", type=_date, help="last date")
     chk.add_argument(
         "--pending", action="store_true", help="also check stable dates still pending in Redis"
     )

@@ -3,7 +3,7 @@
 ``Recorder.record`` increments a date's count and its breakdown in one round
 trip (one Lua call), sets ``earliest`` to the date only when it is absent, and
 refuses a write for a date below ``earliest`` (already rotated): the refusal
-is counted in the ``rotate_stats:journal_chat_jobs:refused`` hash
+is counted in the ``family.REFUSED_KEY`` hash
 (``{unix_date}:{event}`` -> increments), which ``status`` shows, so such a
 loss is visible instead of silently recreating a rotated date.
 """

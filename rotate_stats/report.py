@@ -14,18 +14,23 @@ from .invariants import DayCounts, Finding
 
 
 class ExitCode(enum.IntEnum):
-    """Process exit statuses (README "Exit codes")."""
+    """Process exit statuses (README "Exit codes"); meanings in EXIT_MEANINGS."""
 
     OK = 0
-    """Success, or nothing to do."""
     FAILURE = 1
-    """Runtime failure: store unreachable, bad data, not migrated. Nothing was lost."""
     USAGE = 2
-    """Bad flag, variable or URL."""
     VIOLATIONS = 3
-    """Done, but invariant violations were found (rotate and check)."""
     LOCKED = 75
-    """Another run holds the lock (EX_TEMPFAIL); try again later."""
+
+
+EXIT_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "success, or nothing to do",
+    ExitCode.FAILURE: "runtime failure (store or Redis unreachable, bad data, not migrated); "
+    "nothing lost",
+    ExitCode.USAGE: "usage error: bad flag, variable, URL or date",
+    ExitCode.VIOLATIONS: "done, but invariant violations were found (rotate, check)",
+    ExitCode.LOCKED: "another run holds the lock; nothing done, try later",
+}
 
 
 class DateState(enum.StrEnum):
