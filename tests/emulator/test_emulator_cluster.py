@@ -38,7 +38,10 @@ def test_redirect_flag_gives_301_to_the_leader(
     assert resp.status == 301
     assert resp.headers["location"] == f"{node.url}/db/execute?redirect&transaction"
     resp = client.get("/db/query?q=SELECT+1&redirect")
-    assert (resp.status, resp.headers["location"]) == (301, f"{node.url}/db/query?q=SELECT+1&redirect")
+    assert (resp.status, resp.headers["location"]) == (
+        301,
+        f"{node.url}/db/query?q=SELECT+1&redirect",
+    )
     assert "/db/execute" not in [r.path for r in node.requests]
 
 
@@ -66,9 +69,7 @@ def test_leader_without_leadership_answers_503(node: EmulatorHandle, client: Cli
     assert client.post("/db/execute", ["CREATE TABLE t (a)"]).status == 200
 
 
-def test_unreachable_leader_is_503(
-    node: EmulatorHandle, follower: EmulatorHandle
-) -> None:
+def test_unreachable_leader_is_503(node: EmulatorHandle, follower: EmulatorHandle) -> None:
     node.stop()
     resp = Client(follower.url).post("/db/execute", ["SELECT 1"])
     assert (resp.status, resp.text) == (503, "leader not found\n")

@@ -19,7 +19,9 @@ def rows(client: Client, sql: str) -> list[list[object]]:
 def test_plain_statements_and_omitted_zero_counts(client: Client) -> None:
     body = client.execute([SCHEMA, "INSERT INTO t VALUES('a', 1)", "UPDATE t SET n = 2 WHERE 0"])
     # CREATE on a fresh connection: {}; an UPDATE matching nothing keeps the stale id
-    assert body == {"results": [{}, {"last_insert_id": 1, "rows_affected": 1}, {"last_insert_id": 1}]}
+    assert body == {
+        "results": [{}, {"last_insert_id": 1, "rows_affected": 1}, {"last_insert_id": 1}]
+    }
 
 
 def test_positional_and_named_parameters(client: Client) -> None:
@@ -47,7 +49,7 @@ def test_parameter_conversion(client: Client) -> None:
             ["INSERT INTO p VALUES(?)", True],
             ["INSERT INTO p VALUES(?)", "x'4142'"],
             ["INSERT INTO p VALUES(?)", [1, 2, 255]],
-            ["INSERT INTO p VALUES(?)", "it's \"quoted\"\n✓"],
+            ["INSERT INTO p VALUES(?)", 'it\'s "quoted"\n✓'],
         ]
     )
     body = client.query(["SELECT typeof(v), v FROM p ORDER BY rowid"])
@@ -57,7 +59,7 @@ def test_parameter_conversion(client: Client) -> None:
         # the expression column's type was inferred from row 1 ("real"), so blobs are base64
         ["blob", "QUI="],
         ["blob", "AQL/"],
-        ["text", "it's \"quoted\"\n✓"],
+        ["text", 'it\'s "quoted"\n✓'],
     ]
 
 
@@ -165,7 +167,9 @@ def test_returning_runs_as_query(client: Client) -> None:
 
 def test_text_plain_body_is_one_statement(client: Client) -> None:
     resp = client.post(
-        "/db/execute", "CREATE TABLE z (a); INSERT INTO z VALUES (1)", headers={"Content-Type": "text/plain"}
+        "/db/execute",
+        "CREATE TABLE z (a); INSERT INTO z VALUES (1)",
+        headers={"Content-Type": "text/plain"},
     )
     assert resp.status == 200
     assert resp.json() == {"results": [{"last_insert_id": 1, "rows_affected": 1}]}
@@ -179,7 +183,9 @@ def test_body_errors_are_400_plain_text(client: Client) -> None:
         b"[1]": "invalid request\n",
         b"[[]]": "invalid request\n",
         b"[]": "no statements\n",
-        b'[["INSERT INTO t VALUES(?)", {"a": {"b": 1}}]]': "unsupported type map[string]interface {}\n",
+        b'[["SELECT ?", {"a": {"b": 1}}]]': "unsupported type map[string]interface {}\n",
+        b'[["SELECT ?", [1, 256]]]': "unsupported type 256\n",
+        b'[["SELECT ?", 1e999]]': "invalid number 1e999\n",
     }
     for raw, message in cases.items():
         resp = client.post("/db/execute", raw)

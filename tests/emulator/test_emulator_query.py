@@ -79,9 +79,18 @@ def test_write_through_query_fails(people: Client) -> None:
 
 def test_declared_types_are_lower_cased_verbatim(client: Client) -> None:
     client.execute(
-        ["CREATE TABLE d (a INT, b VARCHAR(255), c NUMERIC, e Foo, f)", "INSERT INTO d VALUES (1,2,3,4,5)"]
+        [
+            "CREATE TABLE d (a INT, b VARCHAR(255), c NUMERIC, e Foo, f)",
+            "INSERT INTO d VALUES (1,2,3,4,5)",
+        ]
     )
-    assert first(client, "SELECT * FROM d")["types"] == ["int", "varchar(255)", "numeric", "foo", "integer"]
+    assert first(client, "SELECT * FROM d")["types"] == [
+        "int",
+        "varchar(255)",
+        "numeric",
+        "foo",
+        "integer",
+    ]
 
 
 def test_expression_types_come_from_first_row(client: Client) -> None:
@@ -122,7 +131,11 @@ def test_blobs_base64_or_byte_array_and_text_columns(client: Client) -> None:
     body = client.query(["SELECT x FROM b"], "blob_array")
     assert body["results"][0]["values"] == [[[0, 1, 255]]]
     # an expression never reports blob: the value is a string and the type text
-    assert first(client, "SELECT x'4142'") == {"columns": ["x'4142'"], "types": ["text"], "values": [["AB"]]}
+    assert first(client, "SELECT x'4142'") == {
+        "columns": ["x'4142'"],
+        "types": ["text"],
+        "values": [["AB"]],
+    }
 
 
 def test_boolean_columns(client: Client) -> None:
@@ -147,11 +160,20 @@ def test_date_columns(client: Client) -> None:
         [1.5, "2004-02-14T07:15:00Z", None, None],
     ]
     # an aggregate loses the declared type, so no conversion
-    assert first(client, "SELECT max(d) FROM dt WHERE d = '2004-02-14'")["values"] == [["2004-02-14"]]
+    assert first(client, "SELECT max(d) FROM dt WHERE d = '2004-02-14'")["values"] == [
+        ["2004-02-14"]
+    ]
 
 
 def test_associative_form(people: Client) -> None:
-    body = people.query(["SELECT id, name FROM people ORDER BY id", "SELECT * FROM people WHERE 0", "SELECT * FROM nope"], "associative")
+    body = people.query(
+        [
+            "SELECT id, name FROM people ORDER BY id",
+            "SELECT * FROM people WHERE 0",
+            "SELECT * FROM nope",
+        ],
+        "associative",
+    )
     assert body["results"] == [
         {
             "types": {"id": "integer", "name": "text"},
@@ -162,7 +184,9 @@ def test_associative_form(people: Client) -> None:
     ]
 
 
-@pytest.mark.parametrize("level", ["none", "weak", "linearizable", "strong", "auto", "bogus", "NONE"])
+@pytest.mark.parametrize(
+    "level", ["none", "weak", "linearizable", "strong", "auto", "bogus", "NONE"]
+)
 def test_every_level_reads_the_same(people: Client, level: str) -> None:
     result = get(people, "SELECT count(*) FROM people", f"level={level}")
     assert result["results"] == [{"columns": ["count(*)"], "types": ["integer"], "values": [[2]]}]

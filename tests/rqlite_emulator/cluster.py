@@ -20,7 +20,6 @@ or 500 ``leader not found`` when the leader is unknown.
 from __future__ import annotations
 
 import http.client
-import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -91,10 +90,12 @@ def forward(
             raise LeaderUnreachable(str(exc)) from exc
         sent = {k: v for k, v in headers.items() if k in _PASS_REQUEST_HEADERS}
         try:
-            conn.request(method, target, body=body if body or method == "POST" else None, headers=sent)
+            conn.request(
+                method, target, body=body if body or method == "POST" else None, headers=sent
+            )
             resp = conn.getresponse()
             data = resp.read()
-        except (OSError, http.client.HTTPException, socket.timeout) as exc:
+        except (OSError, http.client.HTTPException) as exc:  # TimeoutError is an OSError
             raise ForwardError(f"forwarding to leader at {leader.hostport}: {exc}") from exc
         kept = {k: v for k in _PASS_RESPONSE_HEADERS if (v := resp.getheader(k)) is not None}
         return Forwarded(resp.status, kept, data)

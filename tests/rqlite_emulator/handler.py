@@ -244,7 +244,9 @@ class Handler(BaseHTTPRequestHandler):
         leader = self.node.leader
         assert leader is not None
         headers = {
-            k: v for k in ("Authorization", "Content-Type") if (v := self.headers.get(k)) is not None
+            k: v
+            for k in ("Authorization", "Content-Type")
+            if (v := self.headers.get(k)) is not None
         }
         target = self._raw_path + (f"?{self._raw_query}" if self._raw_query else "")
         try:

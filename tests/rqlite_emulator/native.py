@@ -204,9 +204,9 @@ class Statement:
             elif kind == SQLITE_FLOAT:
                 out.append((kind, float(_lib.sqlite3_column_double(h, i))))
             elif kind in (SQLITE_TEXT, SQLITE_BLOB):
-                ptr = (_lib.sqlite3_column_text if kind == SQLITE_TEXT else _lib.sqlite3_column_blob)(
-                    h, i
-                )
+                ptr = (
+                    _lib.sqlite3_column_text if kind == SQLITE_TEXT else _lib.sqlite3_column_blob
+                )(h, i)
                 size = _lib.sqlite3_column_bytes(h, i)
                 out.append((kind, ctypes.string_at(ptr, size) if ptr else b""))
             else:

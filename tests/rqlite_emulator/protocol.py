@@ -143,7 +143,9 @@ class Credentials:
             raise ValueError(f"{path}: the credentials file must hold a JSON list")
         entries = [
             Credential(
-                str(item["username"]), str(item.get("password", "")), frozenset(item.get("perms", ()))
+                str(item["username"]),
+                str(item.get("password", "")),
+                frozenset(item.get("perms", ())),
             )
             for item in doc
         ]

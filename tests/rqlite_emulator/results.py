@@ -96,8 +96,6 @@ def render_entry(entry: Entry, *, associative: bool, blob_array: bool) -> JSONVa
     return out
 
 
-def render_results(
-    entries: list[Entry], *, associative: bool, blob_array: bool
-) -> list[JSONValue]:
+def render_results(entries: list[Entry], *, associative: bool, blob_array: bool) -> list[JSONValue]:
     """The ``results`` array."""
     return [render_entry(e, associative=associative, blob_array=blob_array) for e in entries]

@@ -132,7 +132,7 @@ class EmulatorServer:
 
     def serve_forever(self) -> None:
         self._serving.set()
-        self.httpd.serve_forever(poll_interval=0.1)
+        self.httpd.serve_forever(poll_interval=0.02)
 
     def start(self) -> threading.Thread:
         """Serve on a daemon thread."""
