@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from urllib.parse import quote_plus
 
 import pytest
 
@@ -72,6 +73,12 @@ def test_valid_durations_are_accepted(client: Client, value: str) -> None:
 def test_plus_decodes_as_space_and_first_value_wins(client: Client) -> None:
     body = client.get("/db/query?q=SELECT+1+AS+a&q=SELECT+2").json()
     assert body["results"][0]["columns"] == ["a"]
+
+
+def test_long_get_query(client: Client) -> None:
+    sql = "SELECT length('" + "a" * 100_000 + "')"  # a request line far beyond 64 KiB
+    resp = client.get("/db/query?q=" + quote_plus(sql))
+    assert resp.json()["results"][0]["values"] == [[100_000]]
 
 
 def test_absolute_form_request_target(node: EmulatorHandle, client: Client) -> None:

@@ -296,27 +296,36 @@ def _encode(value: JSONValue, out: list[str], indent: int | None, level: int) ->
         out.append(go_float(value))
     elif isinstance(value, str):
         out.append(_go_string(value))
-    elif isinstance(value, (list, dict)):
-        items = list(value.items()) if isinstance(value, dict) else list(value)
-        opener, closer = ("{", "}") if isinstance(value, dict) else ("[", "]")
-        if not items:
-            out.append(opener + closer)
-            return
-        out.append(opener)
-        for i, item in enumerate(items):
-            if i:
-                out.append(",")
-            if indent is not None:
-                out.append("\n" + " " * (indent * (level + 1)))
-            if isinstance(value, dict):
-                key, item = item  # type: ignore[misc]
-                out.append(_go_string(key) + (": " if indent is not None else ":"))
-            _encode(item, out, indent, level + 1)  # type: ignore[arg-type]
-        if indent is not None:
-            out.append("\n" + " " * (indent * level))
-        out.append(closer)
+    elif isinstance(value, dict):
+        _encode_items([(k, v) for k, v in value.items()], "{}", out, indent, level)
+    elif isinstance(value, list):
+        _encode_items([(None, v) for v in value], "[]", out, indent, level)
     else:
         raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _encode_items(
+    items: list[tuple[str | None, JSONValue]],
+    brackets: str,
+    out: list[str],
+    indent: int | None,
+    level: int,
+) -> None:
+    if not items:
+        out.append(brackets)
+        return
+    out.append(brackets[0])
+    for i, (key, item) in enumerate(items):
+        if i:
+            out.append(",")
+        if indent is not None:
+            out.append("\n" + " " * (indent * (level + 1)))
+        if key is not None:
+            out.append(_go_string(key) + (": " if indent is not None else ":"))
+        _encode(item, out, indent, level + 1)
+    if indent is not None:
+        out.append("\n" + " " * (indent * level))
+    out.append(brackets[1])
 
 
 def blob_json(value: bytes, as_array: bool) -> JSONValue:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .server import EmulatorServer
 
 VERSION = "v10.2.7"
+MAX_REQUEST_LINE = 1 << 20  # Go's default MaxHeaderBytes; the stdlib stops at 64 KiB
 JSON_TYPE = "application/json; charset=utf-8"
 TEXT_TYPE = "text/plain; charset=utf-8"
 
@@ -52,6 +53,30 @@ class Handler(BaseHTTPRequestHandler):
     @property
     def node(self) -> EmulatorServer:
         return self.server.emulator  # type: ignore[attr-defined, no-any-return]
+
+    def handle_one_request(self) -> None:
+        """Like the stdlib's, but allows request lines up to 1 MiB (long ``q=`` queries)."""
+        try:
+            line = self.rfile.readline(MAX_REQUEST_LINE + 1)
+        except TimeoutError:
+            self.close_connection = True
+            return
+        if not line:
+            self.close_connection = True
+            return
+        if len(line) > MAX_REQUEST_LINE:
+            self.requestline, self.request_version, self.command = "", "", ""
+            self.send_error(431)
+            return
+        self.raw_requestline = line
+        if not self.parse_request():
+            return
+        method = getattr(self, "do_" + self.command, None)
+        if method is None:
+            self.send_error(405)
+            return
+        method()
+        self.wfile.flush()
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -87,6 +112,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             self._route()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
         except Exception as exc:  # a bug in the emulator: make it visible, keep serving
             traceback.print_exc(file=sys.stderr)
             self._http_error(500, f"rqlite emulator: {exc!r}")
@@ -423,7 +450,7 @@ class Handler(BaseHTTPRequestHandler):
         self._ctype = JSON_TYPE
         if not self._check(("status",), ("GET",)):
             return
-        nodes = self.node.nodes()
+        nodes: Any = self.node.nodes()
         doc: JSONValue
         if self._params.get("ver") == "2":
             doc = {"nodes": nodes}
