@@ -7,7 +7,7 @@
 --   +8..+14  claim counts hash, then claim breakdown hashes (same order)
 --   +15      claim id string
 -- ARGV[1]            n, the number of dates
--- ARGV[2]            run id; a new claim's id is "<run id>/<date>"
+-- ARGV[2]            claim id prefix, unique per call; a new claim's id is "<prefix>/<date>"
 -- ARGV[3 .. 2+n]     the dates
 -- ARGV[3+n .. ]      the event names allowed as fields of a counts hash
 --
@@ -30,17 +30,20 @@ local function key_type(key)
   return t
 end
 
--- nil when v is a canonical signed 64-bit decimal integer, else what was expected
+-- nil when v is a canonical signed 64-bit decimal integer (as Redis writes
+-- them: no "-0", no leading zeros), else what was expected
 local function integer_problem(v)
-  local digits = v
-  if string.sub(v, 1, 1) == '-' then digits = string.sub(v, 2) end
+  local digits, limit = v, '9223372036854775807'
+  if string.sub(v, 1, 1) == '-' then
+    digits, limit = string.sub(v, 2), '9223372036854775808'
+  end
   if digits == '' or string.find(digits, '^%d+$') == nil then
     return 'a decimal integer'
   end
-  if #digits > 1 and string.sub(digits, 1, 1) == '0' then
+  if (#digits > 1 and string.sub(digits, 1, 1) == '0') or v == '-0' then
     return 'a decimal integer without leading zeros'
   end
-  if #digits > 19 or (#digits == 19 and digits > '9223372036854775807') then
+  if #digits > 19 or (#digits == 19 and digits > limit) then
     return 'an integer that fits in 64 bits'
   end
   return nil

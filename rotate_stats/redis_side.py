@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.resources
 import re
+import uuid
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ from . import family
 from .errors import DataError
 from .invariants import DayCounts
 
-_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
-_INT64_MAX = 2**63 - 1
+_INT = re.compile(r"0|-?[1-9][0-9]*")
+"""Canonical decimal integers, as Redis writes them (no "-0", no leading zeros)."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def parse_count(key: str, field: str, raw: bytes | str) -> int:
     if not _INT.fullmatch(text):
         raise DataError(key, field, text, "a decimal integer")
     value = int(text)
-    if not -_INT64_MAX <= value <= _INT64_MAX:
+    if not -(2**63) <= value < 2**63:
         raise DataError(key, field, text, "an integer that fits in 64 bits")
     return value
 
@@ -177,12 +178,18 @@ class RedisSide:
     def claim(self, dates: Sequence[int], run_id: str) -> tuple[list[Claim], DataError | None]:
         """Claim the dates in one call; returns the claims and the error that stopped it.
 
+        A new claim's id is ``{run_id}.{random}/{date}``: never reused, so the ledger
+        can tell any two claims apart.
+
         Dates after an invalid one are not touched; the invalid one is left as it was.
         """
         keys: list[str] = []
         for d in dates:
             keys += family.live_keys(d) + family.claim_keys(d) + [family.claim_id_key(d)]
-        args: list[str | int] = [len(dates), run_id, *dates, *family.EVENTS]
+        # Unique per call, not per run: one run may claim a date twice (its retry
+        # pass), and the ledger must see two different claims then.
+        prefix = f"{run_id}.{uuid.uuid4().hex[:16]}"
+        args: list[str | int] = [len(dates), prefix, *dates, *family.EVENTS]
         replies = self.scripts.claim(keys=keys, args=args)
         claims: list[Claim] = []
         for d, reply in zip(dates, replies, strict=False):

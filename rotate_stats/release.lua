@@ -47,7 +47,8 @@ if raw == false then
 elseif current == nil or current < first then
   -- garbage is reported by the run, and a writer's lower value must stand
 elseif blocked ~= nil then
-  if blocked < current then redis.call('SET', earliest_key, blocked) end
+  -- every batch date before `blocked` is done; `blocked` itself still has keys
+  redis.call('SET', earliest_key, blocked)
 elseif current < target then
   redis.call('SET', earliest_key, target)
 end

@@ -41,9 +41,18 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``, safe for logs and errors."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
+    """The URL with any password replaced by ``***``, safe for logs and errors.
+
+    A URL too malformed to parse keeps only its scheme, since where its password
+    would be cannot be told.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
+    except ValueError:
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        return f"{scheme}://<unparseable, hidden>" if scheme else "<unparseable, hidden>"
+    if password is None:
         return url
     user = parts.username or ""
     host = parts.netloc.rsplit("@", 1)[1]
@@ -64,7 +73,11 @@ class Settings:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
-        scheme = urllib.parse.urlsplit(self.redis_url).scheme
+        try:
+            scheme = urllib.parse.urlsplit(self.redis_url).scheme
+            urllib.parse.urlsplit(self.redis_url).port  # noqa: B018 - validates the port
+        except ValueError:
+            scheme = ""
         if scheme not in ("redis", "rediss", "unix"):
             raise ConfigError(
                 "redis URL", mask_url(self.redis_url), "redis://, rediss:// or unix:// URL"
@@ -152,7 +165,9 @@ def parse_database_url(url: str) -> DatabaseUrl:
     if parts.scheme == "sqlite":
         path = urllib.parse.unquote(parts.path)
         if parts.netloc or not path or path == "/":
-            raise ConfigError("database URL", url, expected + " (three slashes, then a path)")
+            raise ConfigError(
+                "database URL", mask_url(url), expected + " (three slashes, then a path)"
+            )
         # sqlite:///relative.db -> "relative.db"; sqlite:////abs/x.db -> "/abs/x.db"
         return DatabaseUrl("sqlite", path=path[1:] if path.startswith("/") else path)
     if parts.scheme in ("rqlite", "rqlites"):

@@ -271,3 +271,33 @@ def test_earliest_absent_means_nothing_to_do(redis_client: redis.Redis, store: S
     report = rotate(redis_client, store, now=NOW)
     assert report.outcomes == [] and "absent" in report.notes[0]
     assert report.exit_code is ExitCode.OK
+
+
+def test_retry_pass_claims_anew_without_losing_counts(
+    redis_client: redis.Redis, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the retry pass of a run re-claimed a date under the same claim id,
+    which the ledger then skipped and release deleted (found by the overlap test)."""
+    foreign_job(redis_client, D, "sync", "completed")
+    with monkeypatch.context() as m:  # leave a pending claim for D
+        m.setattr(type(store), "commit", lambda *a, **k: (_ for _ in ()).throw(Crash()))
+        with pytest.raises(Crash):
+            rotate(redis_client, store, now=NOW)
+    foreign_job(redis_client, D + 1, "greeting", "completed")
+    real_commit = type(store).commit
+    calls = []
+
+    def commit_then_write(self: Store, items: list[DateCommit], at: float) -> object:
+        result = real_commit(self, items, at)  # type: ignore[arg-type]
+        calls.append(len(items))
+        if len(calls) == 1:  # a writer hits D + 1 between the two passes
+            foreign_job(redis_client, D + 1, "greeting", "completed")
+        return result
+
+    monkeypatch.setattr(type(store), "commit", commit_then_write)
+    rotate(redis_client, store, RotateOptions(first=D, last=D + 1), now=NOW)
+    jobs = [(D, "sync", "completed"), (D + 1, "greeting", "completed"),
+            (D + 1, "greeting", "completed")]  # fmt: skip
+    assert len(calls) == 2
+    assert_conserved(redis_client, store, written_by(jobs))
+    assert stored_tally(store)[D + 1, "requested", None] == 2
