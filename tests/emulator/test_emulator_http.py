@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from urllib.parse import quote_plus
 
 import pytest
@@ -93,6 +94,21 @@ def test_keep_alive_connection_serves_many_requests(node: EmulatorHandle) -> Non
             assert client.get(f"/db/query?q=SELECT+{i}").json()["results"][0]["values"] == [[i]]
     finally:
         client.close()
+
+
+def test_concurrent_writers_are_serialised(client: Client) -> None:
+    client.execute(["CREATE TABLE c (n INTEGER)"])
+
+    def write(i: int) -> None:
+        body = client.execute([["INSERT INTO c VALUES(?)", i]] * 5, "transaction")
+        assert len(body["results"]) == 5
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert client.query(["SELECT count(*) FROM c"])["results"][0]["values"] == [[100]]
 
 
 def test_readyz(node: EmulatorHandle, client: Client) -> None:

@@ -72,8 +72,7 @@ class EmulatorHandle:
     @property
     def requests(self) -> list[RecordedRequest]:
         """Every request received so far, in order (a copy)."""
-        with self._server._requests_lock:
-            return list(self._server.requests)
+        return self._server.recorded()
 
     def set_leader(self, present: bool) -> None:
         """``False``: the node reports no leader (503 ``leader not found``); see ``faults``."""

@@ -126,6 +126,11 @@ class EmulatorServer:
         with self._requests_lock:
             self.requests.append(request)
 
+    def recorded(self) -> list[RecordedRequest]:
+        """A copy of the requests received so far."""
+        with self._requests_lock:
+            return list(self.requests)
+
     def _apply_queued(self, stmts: list[Statement]) -> None:
         if check_pragmas(stmts) is None:  # the whole batch is refused, silently
             self.store.execute(stmts, transaction=self.config.write_queue_tx, timings=False)
