@@ -205,7 +205,10 @@ class SqliteStore:
     def __init__(self, path: str, timeout: float = 30.0) -> None:
         self.description = f"sqlite:///{path}"
         try:
-            self._conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+            # one thread at a time uses a store, but it may be closed from another
+            self._conn = sqlite3.connect(
+                path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
             self._conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
             raise StoreError(self.description, f"cannot open database: {exc}") from exc

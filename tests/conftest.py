@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
+from rotate_stats import family
 from rotate_stats.database import SqliteStore, Store, migrate
+from rotate_stats.rqlite_store import RqliteStore
+from rotate_stats.settings import parse_database_url
 from tests.helpers import free_port
+from tests.rqlite_emulator import EmulatorHandle, start_emulator
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -85,12 +92,81 @@ def sqlite_path(tmp_path: Path) -> str:
     return str(tmp_path / "stats.sqlite3")
 
 
-@pytest.fixture(params=["sqlite"])
-def bare_store(request: pytest.FixtureRequest, sqlite_path: str) -> Iterator[Store]:
-    """An unmigrated store, once per backend."""
-    store = SqliteStore(sqlite_path)
-    yield store
+@pytest.fixture(scope="session")
+def rqlite_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorHandle]:
+    """One rqlite emulator node for the session; tests get a fresh database from ``reset``."""
+    node = start_emulator(tmp_path_factory.mktemp("rqlite"))
+    yield node
+    node.stop()
+
+
+def _reset_rqlite(node: EmulatorHandle) -> None:
+    """Drop every table (the emulator's database outlives a test)."""
+    conn = http.client.HTTPConnection(node.host, node.port, timeout=10)
+    conn.request(
+        "GET",
+        "/db/query?q=" + urllib.parse.quote("SELECT name FROM sqlite_master WHERE type = 'table'"),
+    )
+    tables = json.loads(conn.getresponse().read())["results"][0].get("values", [])
+    body = json.dumps([f'DROP TABLE IF EXISTS "{name}"' for (name,) in tables])
+    conn.request("POST", "/db/execute", body=body, headers={"Content-Type": "application/json"})
+    conn.getresponse().read()
+    conn.close()
+
+
+def open_backend(backend: str, sqlite_path: str, node: EmulatorHandle | None) -> Store:
+    """A new connection to the test's store of that backend."""
+    if backend == "sqlite":
+        return SqliteStore(sqlite_path)
+    if backend == "rqlite-real":
+        url = parse_database_url(os.environ["ROTATE_STATS_TEST_RQLITE_URL"])
+        return RqliteStore(url.host, url.port, tls=url.tls, user=url.user, password=url.password)
+    assert node is not None
+    return RqliteStore(node.host, node.port)
+
+
+BACKENDS = ["sqlite", "rqlite"] + (
+    ["rqlite-real"] if os.environ.get("ROTATE_STATS_TEST_RQLITE_URL") else []
+)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store_factory(
+    backend: str, sqlite_path: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[[], Store]]:
+    """Opens connections to this test's (initially empty) store; all closed at teardown."""
+    node = request.getfixturevalue("rqlite_node") if backend == "rqlite" else None
+    if node is not None:
+        _reset_rqlite(node)
+    if backend == "rqlite-real":
+        _reset_real_rqlite()
+    opened: list[Store] = []
+
+    def factory() -> Store:
+        opened.append(open_backend(backend, sqlite_path, node))
+        return opened[-1]
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+def _reset_real_rqlite() -> None:
+    store = open_backend("rqlite-real", "", None)
+    for table in (family.CLAIMS_TABLE, family.TABLE, family.MIGRATIONS_TABLE):
+        store._transaction([(f"DROP TABLE IF EXISTS {table}", ())])  # type: ignore[attr-defined]
     store.close()
+
+
+@pytest.fixture
+def bare_store(store_factory: Callable[[], Store]) -> Store:
+    """An unmigrated, empty store, once per backend."""
+    return store_factory()
 
 
 @pytest.fixture
