@@ -124,6 +124,8 @@ def rotate(
         report.first_date, report.last_date = dates[0], dates[-1]
     elif options.first is None:
         report.notes.append(_nothing_to_do(earliest, now))
+        if earliest is None:
+            _notice_orphans(side, report)
     if options.dry_run:
         _dry_run(side, store, dates, options, report)
         report.finished_at = time.time()
@@ -155,6 +157,24 @@ def rotate(
         side.release_lock(run_id)
         report.finished_at = time.time()
     return report
+
+
+def _notice_orphans(side: RedisSide, report: RotationReport) -> None:
+    """With ``earliest`` absent, dated keys would never be visited: say so, loudly.
+
+    Costs one SCAN, only in this abnormal state. Nothing is changed: which date
+    to resume from is the operator's call (``--from``/``--to``, or set the key).
+    """
+    dated = side.scan_dated_keys()
+    if dated:
+        first, last = min(dated), max(dated)
+        report.error = (
+            f"{family.EARLIEST_KEY} is absent but {sum(map(len, dated.values()))} stats keys "
+            f"exist for {len(dated)} date(s) from {iso(first)} to {iso(last)}; set it with "
+            f"`SET {family.EARLIEST_KEY} {first}` or rotate them with "
+            f"--from {iso(first)} --to <last stable date>"
+        )
+        log.error("%s", report.error)
 
 
 def _nothing_to_do(earliest: int | None, now: float) -> str:

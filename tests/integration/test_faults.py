@@ -296,3 +296,16 @@ def test_retry_pass_claims_anew_without_losing_counts(
     assert len(calls) == 2
     assert_conserved(redis_client, store, written_by(jobs))
     assert stored_tally(store)[D + 1, "requested", None] == 2
+
+
+def test_keys_without_earliest_are_reported_not_ignored(
+    redis_client: redis.Redis, store: Store
+) -> None:
+    foreign_job(redis_client, D, "sync", "completed")
+    redis_client.delete(family.EARLIEST_KEY)
+    before = redis_dump(redis_client)
+    report = rotate(redis_client, store, now=NOW)
+    assert report.exit_code is ExitCode.FAILURE
+    assert report.error is not None and "2024-06-10" in report.error
+    assert family.EARLIEST_KEY in report.error
+    assert redis_dump(redis_client) == before and store.rows(None, None) == []
