@@ -92,6 +92,7 @@ class Status:
     refused: dict[str, int]
     newest_row: str | None
     pending_migrations: list[str]
+    earliest_error: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -105,6 +106,7 @@ class Status:
             "refused_writes": self.refused,
             "newest_row": self.newest_row,
             "pending_migrations": self.pending_migrations,
+            "earliest_error": self.earliest_error,
         }
 
 
@@ -117,10 +119,11 @@ def status(side: RedisSide, store: Store | None, now: float | None = None) -> St
     """
     now = time.time() if now is None else now
     stable = last_stable(now)
+    earliest_error = None
     try:
         earliest = side.read_earliest()
-    except DataError:
-        earliest = None
+    except DataError as exc:  # status must still show everything else
+        earliest, earliest_error = None, str(exc)
     holder, ttl = side.lock_holder()
     dated = side.scan_dated_keys()
     orphaned = {
@@ -136,6 +139,7 @@ def status(side: RedisSide, store: Store | None, now: float | None = None) -> St
             rows = store.rows(None, None)
             newest = rows[-1].retrieved_for if rows else None
     backlog = 0 if earliest is None else max(0, stable - earliest + 1)
+    refused = side.refusals()
     return Status(
-        earliest, stable, backlog, holder, ttl, orphaned, side.refusals(), newest, pending
+        earliest, stable, backlog, holder, ttl, orphaned, refused, newest, pending, earliest_error
     )

@@ -179,3 +179,14 @@ def test_demo_prints_a_summary(run: Run) -> None:
     assert result.returncode == 0, result.stderr
     assert "first run (per day):" in result.stdout
     assert "7-grammar" in result.stdout and "merged" in result.stdout
+
+
+def test_status_shows_a_garbage_earliest_and_orphans(run: Run, redis_client: redis.Redis) -> None:
+    assert run("migrate").returncode == 0
+    foreign_job(redis_client, parse_iso("2024-01-02"), "sync", "completed")
+    redis_client.set(family.EARLIEST_KEY, "soon")
+    result = run("status", "--format", "json")
+    assert result.returncode == 0
+    data = json.loads(result.stdout)
+    assert "soon" in data["earliest_error"] and data["earliest"] is None
+    assert "2024-01-02" in data["orphaned_keys"]
