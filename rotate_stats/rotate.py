@@ -205,7 +205,12 @@ def _rotate_batch(
 
     keep = len(claims)
     if options.strict:
-        keep = next((i for i, c in enumerate(claims) if findings[c.unix_date]), len(claims))
+        # A pending claim may already be in the ledger: giving it back to the live
+        # keys would count it twice, so strict mode stops only at fresh claims.
+        keep = next(
+            (i for i, c in enumerate(claims) if c.state != "pending" and findings[c.unix_date]),
+            len(claims),
+        )
     committed, give_back = claims[:keep], claims[keep:]
     retrieved_at = time.time()
     if committed:
@@ -223,7 +228,7 @@ def _rotate_batch(
             _log_outcome(outcome)
             report.outcomes.append(outcome)
     for claim in give_back:
-        if claim.claim_id:
+        if claim.state == "claimed":  # pending ones stay claimed for the next run
             side.restore(claim)
     if give_back:
         first = give_back[0]

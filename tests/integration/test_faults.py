@@ -309,3 +309,23 @@ def test_keys_without_earliest_are_reported_not_ignored(
     assert report.error is not None and "2024-06-10" in report.error
     assert family.EARLIEST_KEY in report.error
     assert redis_dump(redis_client) == before and store.rows(None, None) == []
+
+
+def test_strict_never_gives_back_an_already_applied_claim(
+    redis_client: redis.Redis, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pending claim whose commit landed must not return to the live keys (double count)."""
+    foreign_write(redis_client, D, "started", "sync", 2)  # violates queued = started
+
+    def crash(*_: object, **__: object) -> None:
+        raise Crash
+
+    with monkeypatch.context() as m:
+        m.setattr(RedisSide, "release", crash)
+        with pytest.raises(Crash):
+            rotate(redis_client, store, now=NOW)  # default mode: committed, not released
+    report = rotate(redis_client, store, RotateOptions(strict=True), now=NOW)
+    assert report.outcomes[0].state is DateState.ALREADY_APPLIED
+    rotate(redis_client, store, now=NOW)
+    assert stored_tally(store)[D, "started", None] == 2
+    assert tally_redis(redis_client) == {}
