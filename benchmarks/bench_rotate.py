@@ -90,7 +90,7 @@ def main() -> None:
                 from tests.rqlite_emulator import start_emulator
 
                 node = start_emulator(Path(tmp) / "rqlite")
-                store = RqliteStore(node.host, node.port)
+                store = RqliteStore([(node.host, node.port)])
             else:
                 store = SqliteStore(str(Path(tmp) / "bench.sqlite3"))
             migrate(store)

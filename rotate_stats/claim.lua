@@ -21,6 +21,8 @@
 
 local n = tonumber(ARGV[1])
 local run_id = ARGV[2]
+-- SQLite's JSON functions cut text at NUL, so such a key could not be stored verbatim
+local NUL_EXPECTED = 'a field name without NUL characters'
 local allowed = {}
 for i = 3 + n, #ARGV do allowed[ARGV[i]] = true end
 
@@ -62,6 +64,9 @@ local function validate(base)
       for f = 1, #flat, 2 do
         if j == 0 and not allowed[flat[f]] then
           return {'invalid', key, flat[f], flat[f + 1], 'a field named after an event'}
+        end
+        if string.find(flat[f], '\0', 1, true) then
+          return {'invalid', key, flat[f], flat[f + 1], NUL_EXPECTED}
         end
         local problem = integer_problem(flat[f + 1])
         if problem then return {'invalid', key, flat[f], flat[f + 1], problem} end

@@ -6,7 +6,7 @@ import redis
 
 from .database import SqliteStore, Store
 from .errors import ConfigError
-from .rqlite_store import RqliteStore
+from .rqlite_store import RqliteStore, tls_context
 from .settings import Settings, mask_url, parse_database_url
 
 
@@ -30,11 +30,12 @@ def open_store(settings: Settings) -> Store:
     url = parse_database_url(settings.database_url)
     if url.kind == "sqlite":
         return SqliteStore(url.path)
+    context = tls_context(settings.rqlite_ca_file, settings.rqlite_insecure) if url.tls else None
     return RqliteStore(
-        url.host,
-        url.port,
+        url.hosts,
         tls=url.tls,
         user=url.user,
         password=url.password,
         timeout=settings.database_timeout,
+        ssl_context=context,
     )

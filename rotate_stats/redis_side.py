@@ -92,6 +92,8 @@ def parse_hash(key: str, flat: Sequence[Any] | Mapping[Any, Any]) -> dict[str, i
     out: dict[str, int] = {}
     for raw_field, raw_value in pairs:
         name = _decode_field(key, raw_field)
+        if "\x00" in name:  # SQLite's JSON functions would cut the key there
+            raise DataError(key, name, raw_value, "a field name without NUL characters")
         out[name] = parse_count(key, name, raw_value)
     return out
 

@@ -8,6 +8,8 @@ belong to the test suite and are ignored here. Flags override variables.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +34,14 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
         "refuse a run whose plan spans more dates than this (3660)",
     ),
     "ROTATE_STATS_DATABASE_TIMEOUT": ("database_timeout", "seconds per database request (10)"),
+    "ROTATE_STATS_RQLITE_CA_FILE": (
+        "rqlite_ca_file",
+        "CA bundle (PEM) to verify rqlites:// servers signed by a private CA",
+    ),
+    "ROTATE_STATS_RQLITE_INSECURE": (
+        "rqlite_insecure",
+        "1 to skip TLS certificate verification for rqlites:// (testing only)",
+    ),
     "ROTATE_STATS_STRICT": ("strict", "1 to stop before a date that violates an invariant"),
     "ROTATE_STATS_LOG_LEVEL": ("log_level", "DEBUG, INFO, WARNING or ERROR (INFO)"),
 }
@@ -43,20 +53,18 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***``, safe for logs and errors.
 
-    A URL too malformed to parse keeps only its scheme, since where its password
-    would be cannot be told.
+    Works on URLs ``urllib`` cannot parse (several hosts, bad ports): whatever
+    stands between ``user:`` and the last ``@`` before the host part is hidden.
     """
-    try:
-        parts = urllib.parse.urlsplit(url)
-        password = parts.password
-    except ValueError:
-        scheme = url.split("://", 1)[0] if "://" in url else ""
-        return f"{scheme}://<unparseable, hidden>" if scheme else "<unparseable, hidden>"
-    if password is None:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url if "@" not in url else "<hidden: not a URL>"
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{hosts}{slash}{tail}"
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,8 @@ class Settings:
     lock_ttl: float = 300.0
     max_backlog_days: int = 3660
     database_timeout: float = 10.0
+    rqlite_ca_file: str | None = None
+    rqlite_insecure: bool = False
     strict: bool = False
     log_level: str = "INFO"
 
@@ -92,6 +102,8 @@ class Settings:
             raise ConfigError("max backlog days", self.max_backlog_days, "a positive integer")
         if not 0 < self.database_timeout <= 3600:
             raise ConfigError("database timeout", self.database_timeout, "seconds, 0 < t <= 3600")
+        if self.rqlite_ca_file is not None and not os.path.isfile(self.rqlite_ca_file):
+            raise ConfigError("ROTATE_STATS_RQLITE_CA_FILE", self.rqlite_ca_file, "a readable file")
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError("log level", self.log_level, f"one of {', '.join(_LOG_LEVELS)}")
 
@@ -143,42 +155,51 @@ def _convert(name: str, raw: str, kind: str) -> Any:
 
 @dataclass(frozen=True)
 class DatabaseUrl:
-    """A parsed database URL: ``kind`` is ``sqlite`` (with ``path``) or ``rqlite``."""
+    """A parsed database URL: ``kind`` is ``sqlite`` (with ``path``) or ``rqlite`` (``hosts``)."""
 
     kind: str
     path: str = ""
-    host: str = ""
-    port: int = 0
+    hosts: tuple[tuple[str, int], ...] = ()
     user: str | None = None
     password: str | None = None
     tls: bool = False
 
 
+_HOSTPORT = re.compile(
+    r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9_.-]+)):(?P<port>[0-9]{1,5})"
+)
+
+
 def parse_database_url(url: str) -> DatabaseUrl:
-    """Parse ``sqlite:///path`` or ``rqlite[s]://[user:password@]host:port``."""
-    expected = "sqlite:///path.db or rqlite[s]://[user:password@]host:port"
-    try:
-        parts = urllib.parse.urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise ConfigError("database URL", mask_url(url), expected) from None
-    if parts.scheme == "sqlite":
-        path = urllib.parse.unquote(parts.path)
-        if parts.netloc or not path or path == "/":
+    """Parse ``sqlite:///path`` or ``rqlite[s]://[user:password@]host:port[,host:port...]``."""
+    expected = "sqlite:///path.db or rqlite[s]://[user:password@]host:port[,host:port...]"
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigError("database URL", mask_url(url), expected)
+    if scheme == "sqlite":
+        path = urllib.parse.unquote(rest)
+        if not path.startswith("/") or path == "/" or "?" in path or "#" in path:
             raise ConfigError(
                 "database URL", mask_url(url), expected + " (three slashes, then a path)"
             )
         # sqlite:///relative.db -> "relative.db"; sqlite:////abs/x.db -> "/abs/x.db"
-        return DatabaseUrl("sqlite", path=path[1:] if path.startswith("/") else path)
-    if parts.scheme in ("rqlite", "rqlites"):
-        if not parts.hostname or port is None or parts.path not in ("", "/"):
-            raise ConfigError("database URL", mask_url(url), expected)
-        return DatabaseUrl(
-            "rqlite",
-            host=parts.hostname,
-            port=port,
-            user=urllib.parse.unquote(parts.username) if parts.username else None,
-            password=urllib.parse.unquote(parts.password) if parts.password else None,
-            tls=parts.scheme == "rqlites",
-        )
-    raise ConfigError("database URL", mask_url(url), expected)
+        return DatabaseUrl("sqlite", path=path[1:])
+    if scheme not in ("rqlite", "rqlites"):
+        raise ConfigError("database URL", mask_url(url), expected)
+    userinfo, at, hostlist = rest.rstrip("/").rpartition("@")
+    user = password = None
+    if at:
+        raw_user, colon, raw_password = userinfo.partition(":")
+        user = urllib.parse.unquote(raw_user) or None
+        password = urllib.parse.unquote(raw_password) if colon else None
+    hosts = []
+    for item in hostlist.split(","):
+        match = _HOSTPORT.fullmatch(item.strip())
+        if match is None or not 0 < int(match.group("port")) < 65536:
+            raise ConfigError(
+                "database URL", mask_url(url), expected + f" (bad host:port {item.strip()!r})"
+            )
+        hosts.append((match.group("v6") or match.group("name"), int(match.group("port"))))
+    return DatabaseUrl(
+        "rqlite", hosts=tuple(hosts), user=user, password=password, tls=scheme == "rqlites"
+    )

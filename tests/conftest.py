@@ -120,9 +120,9 @@ def open_backend(backend: str, sqlite_path: str, node: EmulatorHandle | None) ->
         return SqliteStore(sqlite_path)
     if backend == "rqlite-real":
         url = parse_database_url(os.environ["ROTATE_STATS_TEST_RQLITE_URL"])
-        return RqliteStore(url.host, url.port, tls=url.tls, user=url.user, password=url.password)
+        return RqliteStore(url.hosts, tls=url.tls, user=url.user, password=url.password)
     assert node is not None
-    return RqliteStore(node.host, node.port)
+    return RqliteStore([(node.host, node.port)])
 
 
 BACKENDS = ["sqlite", "rqlite"] + (

@@ -186,6 +186,7 @@ def test_strict_stops_before_violating_date(redis_client: redis.Redis, store: St
             "a hash",
         ),
         (lambda c: c.hset(family.claim_keys(D + 1)[0], "requested", "1"), "claim id"),
+        (lambda c: c.hset(family.extra_key(D + 1, "failed"), "sync:a\x00b", "1"), "NUL"),
     ],
 )
 def test_bad_data_stops_before_the_date(

@@ -215,15 +215,24 @@ def test_config_error_for_malformed_database_url_in_environment() -> None:
         ("sqlite:///rel.db", DatabaseUrl("sqlite", path="rel.db")),
         ("sqlite:///dir/rel.db", DatabaseUrl("sqlite", path="dir/rel.db")),
         ("sqlite:////abs/x.db", DatabaseUrl("sqlite", path="/abs/x.db")),
-        ("rqlite://h:4001", DatabaseUrl("rqlite", host="h", port=4001)),
-        ("rqlite://h:4001/", DatabaseUrl("rqlite", host="h", port=4001)),
+        ("rqlite://h:4001", DatabaseUrl("rqlite", hosts=(("h", 4001),))),
+        ("rqlite://h:4001/", DatabaseUrl("rqlite", hosts=(("h", 4001),))),
         (
             "rqlites://u:p@h:4001",
-            DatabaseUrl("rqlite", host="h", port=4001, user="u", password="p", tls=True),
+            DatabaseUrl("rqlite", hosts=(("h", 4001),), user="u", password="p", tls=True),
         ),
         (
             "rqlite://u%40x:p%3Aw@db.example:4002",
-            DatabaseUrl("rqlite", host="db.example", port=4002, user="u@x", password="p:w"),
+            DatabaseUrl("rqlite", hosts=(("db.example", 4002),), user="u@x", password="p:w"),
+        ),
+        (
+            "rqlite://u:p@a:4001,b.example:4002,[::1]:4003",
+            DatabaseUrl(
+                "rqlite",
+                hosts=(("a", 4001), ("b.example", 4002), ("::1", 4003)),
+                user="u",
+                password="p",
+            ),
         ),
     ],
 )
@@ -240,6 +249,8 @@ def test_parse_database_url_accepts(url: str, expected: DatabaseUrl) -> None:
         "rqlite://h:4001/db",
         "rqlite://h:notaport",
         "rqlite://h:99999",
+        "rqlite://h:4001,",
+        "rqlite://h:4001,g",
         "postgres://h:5432",
         "http://h:4001",
         "h:4001",

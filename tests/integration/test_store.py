@@ -1,0 +1,166 @@
+"""The Store contract, on every backend: migrations, commits, the ledger, merges, errors."""
+
+from __future__ import annotations
+
+import json
+import string
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rotate_stats import family
+from rotate_stats.database import (
+    DateCommit,
+    Store,
+    migrate,
+    pending_migrations,
+    require_migrated,
+)
+from rotate_stats.errors import NotMigrated, StoreError
+from rotate_stats.invariants import DayCounts
+from rotate_stats.migrations import load
+from rotate_stats.report import ExitCode
+from rotate_stats.rotate import RotateOptions, rotate
+from tests.helpers import foreign_write, tally_redis
+from tests.integration.test_faults import NOW, stored_tally
+
+D = 19_900
+SEED_TABLE = (
+    "CREATE TABLE journal_chat_job_stats (id INTEGER PRIMARY KEY, retrieved_for TEXT UNIQUE "
+    "NOT NULL, retrieved_at REAL NOT NULL, requested INTEGER NOT NULL, requested_breakdown TEXT "
+    "NOT NULL, failed_to_queue INTEGER NOT NULL, failed_to_queue_breakdown TEXT NOT NULL, queued "
+    "INTEGER NOT NULL, queued_breakdown TEXT NOT NULL, started INTEGER NOT NULL, "
+    "started_breakdown TEXT NOT NULL, completed INTEGER NOT NULL, completed_breakdown TEXT NOT "
+    "NULL, failed INTEGER NOT NULL, failed_breakdown TEXT NOT NULL)"
+)
+
+
+def run_sql(store: Store, *statements: tuple[str, tuple[object, ...]]) -> None:
+    store._transaction(list(statements))  # type: ignore[attr-defined]
+
+
+def test_migrate_applies_in_order_once(bare_store: Store) -> None:
+    with pytest.raises(NotMigrated) as info:
+        require_migrated(bare_store)
+    assert info.value.pending == [m.name for m in load()]
+    assert migrate(bare_store) == [m.name for m in load()]
+    assert bare_store.applied_migrations() == [m.name for m in load()]
+    assert migrate(bare_store) == [] and pending_migrations(bare_store) == []
+
+
+def test_migrate_adopts_an_existing_table_untouched(bare_store: Store) -> None:
+    row = ("2023-01-01", 5.0, 1, '{"sync":1}', 0, "{}", 1, '{"sync":1}', 1, '{"sync":1}', 1,
+           '{"sync":1}', 0, "{}")  # fmt: skip
+    run_sql(
+        bare_store,
+        (SEED_TABLE, ()),
+        (f"INSERT INTO journal_chat_job_stats ({', '.join(family.COLUMNS)}) VALUES "
+         f"({', '.join('?' for _ in family.COLUMNS)})", row),
+    )  # fmt: skip
+    migrate(bare_store)
+    (stored,) = bare_store.rows(None, None)
+    assert stored.retrieved_for == "2023-01-01" and stored.retrieved_at == 5.0
+    assert stored.day.breakdown("completed") == {"sync": 1}
+
+
+def test_commit_inserts_merges_and_refuses_a_claim_twice(store: Store) -> None:
+    day = DayCounts({"requested": 3}, {"requested": {"sync": 2, "greeting": 1}})
+    assert store.commit([DateCommit(D, "a/1", day)], 10.0)[0].row_created
+    late = DayCounts({"requested": 2}, {"requested": {"sync": 1, "summarize": 1}})
+    (merged,) = store.commit([DateCommit(D, "b/1", late)], 20.0)
+    assert merged.claim_applied and not merged.row_created
+    (again,) = store.commit([DateCommit(D, "b/1", late)], 30.0)
+    assert not again.claim_applied
+    (row,) = store.rows(None, None)
+    assert row.day.count("requested") == 5 and row.retrieved_at == 20.0
+    assert row.day.breakdown("requested") == {"greeting": 1, "summarize": 1, "sync": 3}
+
+
+def test_empty_date_gets_zero_row_once_and_keeps_an_existing_row(store: Store) -> None:
+    (first,) = store.commit([DateCommit(D, "", DayCounts())], 1.0)
+    (second,) = store.commit([DateCommit(D, "", DayCounts())], 2.0)
+    assert first.row_created and not second.row_created
+    (row,) = store.rows(None, None)
+    assert row.retrieved_at == 1.0 and row.day.count("requested") == 0
+    assert row.day.breakdowns == {e: {} for e in family.EVENTS}
+
+
+def test_sql_error_in_a_batch_commits_nothing_and_keeps_claims(
+    redis_client: redis.Redis, store: Store
+) -> None:
+    for d in (D, D + 1, D + 2):
+        foreign_write(redis_client, d, "requested", "sync", 2)
+    run_sql(store, (
+        "CREATE TRIGGER boom BEFORE INSERT ON journal_chat_job_stats "
+        f"WHEN NEW.retrieved_for = '{_iso(D + 1)}' BEGIN SELECT RAISE(ABORT, 'boom'); END", ()))  # fmt: skip
+    report = rotate(redis_client, store, RotateOptions(first=D, last=D + 2), now=NOW)
+    assert report.exit_code is ExitCode.FAILURE and "boom" in (report.error or "")
+    assert store.rows(None, None) == []  # not even the date before the failing one
+    assert all(redis_client.exists(family.claim_id_key(d)) for d in (D, D + 1, D + 2))
+    run_sql(store, ("DROP TRIGGER boom", ()))
+    assert rotate(redis_client, store, RotateOptions(first=D, last=D + 2), now=NOW).error is None
+    assert tally_redis(redis_client) == {}
+    assert {d: v for (d, e, k), v in stored_tally(store).items() if k is None} == {
+        D: 2, D + 1: 2, D + 2: 2}  # fmt: skip
+
+
+def test_corrupt_stored_breakdown_stops_the_merge(redis_client: redis.Redis, store: Store) -> None:
+    foreign_write(redis_client, D, "requested", "sync")
+    rotate(redis_client, store, RotateOptions(first=D), now=NOW)
+    run_sql(store, (
+        "UPDATE journal_chat_job_stats SET requested_breakdown = ? WHERE retrieved_for = ?",
+        ("{not json", _iso(D))))  # fmt: skip
+    foreign_write(redis_client, D, "requested", "sync")
+    report = rotate(redis_client, store, RotateOptions(first=D), now=NOW)
+    assert report.exit_code is ExitCode.FAILURE
+    assert redis_client.exists(family.claim_id_key(D))  # the late write is still in Redis
+    (row,) = store.rows(None, None)
+    assert row.day.count("requested") == 1 and "requested_breakdown" in row.problems
+
+
+def _iso(d: int) -> str:
+    from rotate_stats.dates import iso
+
+    return iso(d)
+
+
+breakdown_keys = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=1,
+    max_size=60,
+) | st.sampled_from(["'", "''", '"', "?", ":name", "\\", "\\'", "\n", "🧘", "a" * 500,
+                     "x'); DROP TABLE journal_chat_job_stats; --", "?:?", string.printable])  # fmt: skip
+_counter = iter(range(10**6))
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(st.dictionaries(breakdown_keys, st.integers(1, 10**12), min_size=1, max_size=8))
+def test_any_breakdown_key_round_trips(
+    redis_client: redis.Redis, store: Store, breakdown: dict[str, int]
+) -> None:
+    """Quotes, ?, :name, backslashes, newlines, emoji, long keys: exactly as written."""
+    d = D + next(_counter)  # a fresh date per example: no cleanup needed between them
+    for key, value in breakdown.items():
+        foreign_write(redis_client, d, "failed", f"sync:{key}", value)
+    assert rotate(redis_client, store, RotateOptions(first=d), now=NOW).error is None
+    (row,) = store.rows(_iso(d), _iso(d))
+    assert row.day.breakdown("failed") == {f"sync:{k}": v for k, v in breakdown.items()}
+    assert row.day.count("failed") == sum(breakdown.values())
+    # and the JSON text itself is an object with sorted keys
+    assert list(json.loads(json.dumps(row.day.breakdown("failed"), sort_keys=True))) == sorted(
+        f"sync:{k}" for k in breakdown
+    )
+
+
+def test_unreachable_sqlite_path_is_a_store_error(tmp_path: object) -> None:
+    from rotate_stats.database import SqliteStore
+
+    with pytest.raises(StoreError):
+        SqliteStore("/nonexistent-dir/x/y.sqlite3")
