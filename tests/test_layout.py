@@ -66,3 +66,21 @@ def test_key_literals_live_in_family_only() -> None:
     for path in [*PACKAGE.glob("*.py"), *PACKAGE.glob("*.lua")]:
         if path.stem != "family":
             assert "stats:journal_chat_jobs" not in path.read_text(), path.name
+
+
+def test_sql_uses_only_qmark_placeholders_and_plain_types() -> None:
+    """rqlite/pyrqlite sharp edges: no named parameters, column types TEXT/INTEGER/REAL only."""
+    from rotate_stats import database
+    from rotate_stats.migrations import load
+
+    statements = [v for k, v in vars(database).items() if k.isupper() and isinstance(v, str)]
+    statements += [s for m in load() for s in m.statements]
+    for sql in statements:
+        assert not re.search(r"[:@$][A-Za-z_]", sql), sql
+    for migration in load():
+        for sql in migration.statements:
+            if sql.upper().startswith("CREATE TABLE"):
+                body = sql[sql.index("(") + 1 : sql.rindex(")")]
+                for column in body.split(","):
+                    words = column.split()
+                    assert words[1] in ("TEXT", "INTEGER", "REAL"), (migration.name, column)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,24 +14,61 @@ import pytest
 import redis
 
 from rotate_stats import family
+from rotate_stats.database import Store
 from rotate_stats.dates import iso, last_stable, parse_iso, today
+from rotate_stats.rqlite_store import RqliteStore
 from tests.helpers import foreign_job, redis_dump
+from tests.rqlite_emulator import start_emulator
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+class Database:
+    """The test's database as the CLI sees it (a URL) and as the test reads it."""
+
+    def __init__(self, url: str, store: Store) -> None:
+        self.url = url
+        self.store = store
+
+    def rows(self) -> list[tuple[object, ...]]:
+        """Every row exactly as stored (breakdown text included), by date."""
+        sql = "SELECT * FROM journal_chat_job_stats ORDER BY retrieved_for"
+        if isinstance(self.store, RqliteStore):
+            return [tuple(r) for r in self.store._query(sql, (), "strong")]
+        return [tuple(r) for r in self.store._query(sql)]  # type: ignore[attr-defined]
+
+    def execute(self, sql: str, *params: object) -> None:
+        self.store._transaction([(sql, params)])  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def database(
+    backend: str,
+    sqlite_path: str,
+    store_factory: Callable[[], Store],
+    request: pytest.FixtureRequest,
+) -> Database:
+    """Once per backend: SQLite file, or the rqlite emulator through its HTTP API."""
+    store = store_factory()
+    if backend == "sqlite":
+        return Database(f"sqlite:///{sqlite_path}", store)
+    if backend == "rqlite":
+        node = request.getfixturevalue("rqlite_node")
+        return Database(f"rqlite://{node.host}:{node.port}", store)
+    return Database(os.environ["ROTATE_STATS_TEST_RQLITE_URL"], store)
 
 
 @pytest.fixture
 def run(redis_server: object, redis_client: redis.Redis, tmp_path: Path) -> Run:
     url = redis_server.url  # type: ignore[attr-defined]
-    db = tmp_path / "stats.sqlite3"
 
     def _run(
-        *args: str, env: dict[str, str] | None = None, database: bool = True
+        *args: str, env: dict[str, str] | None = None, database: Database | None = None
     ) -> subprocess.CompletedProcess[str]:
         full = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
         full["ROTATE_STATS_REDIS_URL"] = url
-        if database:
-            full["ROTATE_STATS_DATABASE_URL"] = f"sqlite:///{db}"
+        if database is not None:
+            full["ROTATE_STATS_DATABASE_URL"] = database.url
         full.update(env or {})
         return subprocess.run(
             [sys.executable, "-m", "rotate_stats", *args],
@@ -42,32 +78,25 @@ def run(redis_server: object, redis_client: redis.Redis, tmp_path: Path) -> Run:
             timeout=120,
         )
 
-    _run.db = db  # type: ignore[attr-defined]
     return _run
 
 
-def rows(db: Path) -> list[tuple[object, ...]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(
-            "SELECT * FROM journal_chat_job_stats ORDER BY retrieved_for"
-        ).fetchall()
-
-
-def test_migrate_rotate_and_repeat(run: Run, redis_client: redis.Redis) -> None:
+def test_migrate_rotate_and_repeat(run: Run, redis_client: redis.Redis, database: Database) -> None:
     dates = [parse_iso(d) for d in ("2024-02-27", "2024-03-10", "2024-11-03")]
     for i, d in enumerate(dates):
         for _ in range(i + 2):
             foreign_job(redis_client, d, "greeting", "completed")
         foreign_job(redis_client, d, "sync", "ftq:locked")
-    assert run("rotate").returncode == 1  # unmigrated: refuses, with a hint
-    migrated = run("migrate")
+    unmigrated = run("rotate", database=database)
+    assert unmigrated.returncode == 1 and "rotate_stats migrate" in unmigrated.stderr
+    migrated = run("migrate", database=database)
     assert migrated.returncode == 0, migrated.stderr
     assert "0001_journal_chat_job_stats" in migrated.stdout
-    assert run("migrate").stdout.strip() == "already up to date"
+    assert run("migrate", database=database).stdout.strip() == "already up to date"
 
-    first = run()
+    first = run(database=database)
     assert first.returncode == 0, first.stderr
-    stored = rows(run.db)  # type: ignore[attr-defined]
+    stored = database.rows()
     now = time.time()
     assert [r[1] for r in stored] == [iso(d) for d in range(dates[0], last_stable(now) + 1)]
     by_date = {r[1]: r for r in stored}
@@ -77,27 +106,26 @@ def test_migrate_rotate_and_repeat(run: Run, redis_client: redis.Redis) -> None:
     assert int(redis_client.get(family.EARLIEST_KEY)) == today(now) - 1
     assert sorted(redis_client.scan_iter()) == [family.EARLIEST_KEY.encode()]
 
-    assert run().returncode == 0
-    assert rows(run.db) == stored  # type: ignore[attr-defined]
-    repaired = run("--date", "2024-03-10")
-    assert (
-        repaired.returncode == 0
-        and "unchanged" in repaired.stdout.lower()
-        or (rows(run.db) == stored)
-    )  # type: ignore[attr-defined]
-    assert rows(run.db) == stored  # type: ignore[attr-defined]
+    assert run(database=database).returncode == 0
+    assert database.rows() == stored
+    repaired = run("--date", "2024-03-10", database=database)
+    assert repaired.returncode == 0 and "1 unchanged" in repaired.stdout
+    assert database.rows() == stored
+    assert run("check", database=database).returncode == 0
 
 
-def test_yesterday_is_refused_and_nothing_changes(run: Run, redis_client: redis.Redis) -> None:
-    assert run("migrate").returncode == 0
+def test_yesterday_is_refused_and_nothing_changes(
+    run: Run, redis_client: redis.Redis, database: Database
+) -> None:
+    assert run("migrate", database=database).returncode == 0
     yesterday = today(time.time()) - 1
     foreign_job(redis_client, yesterday, "sync", "completed")
     before = redis_dump(redis_client)
-    result = run("--date", iso(yesterday))
+    result = run("--date", iso(yesterday), database=database)
     assert result.returncode == 2
     assert "today and yesterday" in result.stderr and iso(yesterday) in result.stderr
     assert redis_dump(redis_client) == before
-    assert rows(run.db) == []  # type: ignore[attr-defined]
+    assert database.rows() == []
 
 
 @pytest.mark.parametrize("bad", ["2024-13-01", "yesterday", "2024-2-3", "2024-02-30"])
@@ -109,7 +137,7 @@ def test_malformed_date_is_a_usage_error(run: Run, bad: str) -> None:
 
 def test_database_url_is_required(run: Run) -> None:
     for command in ("rotate", "check", "migrate"):
-        result = run(command, database=False)
+        result = run(command)
         assert result.returncode == 2, command
         assert "ROTATE_STATS_DATABASE_URL" in result.stderr
 
@@ -119,50 +147,45 @@ def test_unknown_variable_is_an_error(run: Run) -> None:
     assert result.returncode == 2 and "ROTATE_STATS_BATCHSIZE" in result.stderr
 
 
-def test_lock_held_exits_75(run: Run, redis_client: redis.Redis) -> None:
-    assert run("migrate").returncode == 0
+def test_lock_held_exits_75(run: Run, redis_client: redis.Redis, database: Database) -> None:
+    assert run("migrate", database=database).returncode == 0
     foreign_job(redis_client, parse_iso("2024-01-02"), "sync", "completed")
     redis_client.set(family.LOCK_KEY, "cron-run-1", px=60_000)
-    result = run()
+    result = run(database=database)
     assert result.returncode == 75 and "cron-run-1" in result.stderr
-    assert rows(run.db) == []  # type: ignore[attr-defined]
+    assert database.rows() == []
 
 
-def test_check_names_the_violation(run: Run) -> None:
-    assert run("migrate").returncode == 0
-    assert run("check").returncode == 0
-    with sqlite3.connect(run.db) as conn:  # type: ignore[attr-defined]
-        conn.execute(
-            "INSERT INTO journal_chat_job_stats (retrieved_for, retrieved_at, requested, "
-            "requested_breakdown, failed_to_queue, failed_to_queue_breakdown, queued, "
-            "queued_breakdown, started, started_breakdown, completed, completed_breakdown, "
-            "failed, failed_breakdown) VALUES ('2024-04-01', 0, 2, '{\"sync\":2}', 0, '{}', 2, "
-            "'{\"sync\":2}', 2, '{\"sync\":2}', 1, '{\"sync\":1}', 0, '{}')"
-        )
-    text = run("check")
+def test_check_names_the_violation(run: Run, database: Database) -> None:
+    assert run("migrate", database=database).returncode == 0
+    assert run("check", database=database).returncode == 0
+    database.execute(
+        f"INSERT INTO journal_chat_job_stats ({', '.join(family.COLUMNS)}) VALUES "
+        f"({', '.join('?' for _ in family.COLUMNS)})",
+        "2024-04-01", 0.0, 2, '{"sync":2}', 0, "{}", 2, '{"sync":2}', 2, '{"sync":2}',
+        1, '{"sync":1}', 0, "{}",
+    )  # fmt: skip
+    text = run("check", database=database)
     assert text.returncode == 3
     assert "2024-04-01" in text.stdout and "5-completed+failed=started" in text.stdout
     assert "job_type=sync" in text.stdout and "event=started" in text.stdout
-    data = json.loads(run("check", "--format", "json").stdout)
+    data = json.loads(run("check", "--format", "json", database=database).stdout)
     assert data["exit_code"] == 3
     per_type = [f for f in data["findings"] if f["job_type"] == "sync"]
     assert per_type[0] == {
-        "date": "2024-04-01",
-        "invariant": "6-per-type",
-        "event": "started",
-        "job_type": "sync",
-        "expected": 2,
-        "actual": 1,
-        "detail": per_type[0]["detail"],
-    }
-    assert run("check", "--to", "2024-03-31").returncode == 0
+        "date": "2024-04-01", "invariant": "6-per-type", "event": "started", "job_type": "sync",
+        "expected": 2, "actual": 1, "detail": per_type[0]["detail"],
+    }  # fmt: skip
+    assert run("check", "--to", "2024-03-31", database=database).returncode == 0
 
 
-def test_status_reports_backlog_and_lock(run: Run, redis_client: redis.Redis) -> None:
-    assert run("migrate").returncode == 0
+def test_status_reports_backlog_and_lock(
+    run: Run, redis_client: redis.Redis, database: Database
+) -> None:
+    assert run("migrate", database=database).returncode == 0
     foreign_job(redis_client, parse_iso("2024-01-02"), "sync", "completed")
     redis_client.set(family.LOCK_KEY, "someone", px=60_000)
-    data = json.loads(run("status", "--format", "json").stdout)
+    data = json.loads(run("status", "--format", "json", database=database).stdout)
     assert data["earliest"] == "2024-01-02" and data["lock_holder"] == "someone"
     assert data["backlog_dates"] == last_stable(time.time()) - parse_iso("2024-01-02") + 1
 
@@ -175,18 +198,51 @@ def test_help_lists_exit_codes_and_variables(run: Run) -> None:
 
 
 def test_demo_prints_a_summary(run: Run) -> None:
-    result = run("demo", "--days", "5", database=False)
+    result = run("demo", "--days", "5")
     assert result.returncode == 0, result.stderr
     assert "first run (per day):" in result.stdout
     assert "7-grammar" in result.stdout and "merged" in result.stdout
 
 
-def test_status_shows_a_garbage_earliest_and_orphans(run: Run, redis_client: redis.Redis) -> None:
-    assert run("migrate").returncode == 0
+def test_status_shows_a_garbage_earliest_and_orphans(
+    run: Run, redis_client: redis.Redis, database: Database
+) -> None:
+    assert run("migrate", database=database).returncode == 0
     foreign_job(redis_client, parse_iso("2024-01-02"), "sync", "completed")
     redis_client.set(family.EARLIEST_KEY, "soon")
-    result = run("status", "--format", "json")
+    result = run("status", "--format", "json", database=database)
     assert result.returncode == 0
     data = json.loads(result.stdout)
     assert "soon" in data["earliest_error"] and data["earliest"] is None
     assert "2024-01-02" in data["orphaned_keys"]
+
+
+def test_wrong_rqlite_password_exits_1_naming_the_host_only(
+    run: Run, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    secret = "Pa55-w0rd-n0t-for-logs"
+    creds = [{"username": "rotate", "password": "right", "perms": ["all"]}]
+    (tmp_path / "auth.json").write_text(json.dumps(creds))
+    node = start_emulator(tmp_path / "secured", auth_file=tmp_path / "auth.json")
+    try:
+        url = f"rqlite://rotate:{secret}@{node.host}:{node.port}"
+        foreign_job(redis_client, parse_iso("2024-01-02"), "sync", "completed")
+        for args in (("migrate",), (), ("--dry-run",), ("check",), ("status",)):
+            result = run(
+                *args, env={"ROTATE_STATS_DATABASE_URL": url, "ROTATE_STATS_LOG_LEVEL": "DEBUG"}
+            )
+            assert result.returncode == 1, (args, result.stderr)
+            assert f"{node.host}:{node.port}" in result.stderr and "401" in result.stderr
+            assert secret not in result.stdout + result.stderr
+    finally:
+        node.stop()
+
+
+def test_redis_password_never_printed(run: Run, tmp_path: Path) -> None:
+    secret = "r3dis-Secret"
+    url = f"redis://:{secret}@127.0.0.1:1/0"  # nothing listens on port 1
+    db = f"sqlite:///{tmp_path}/x.db"
+    result = run("status", env={"ROTATE_STATS_REDIS_URL": url, "ROTATE_STATS_DATABASE_URL": db})
+    assert result.returncode == 1
+    assert "127.0.0.1:1" in result.stderr or "***" in result.stderr
+    assert secret not in result.stdout + result.stderr

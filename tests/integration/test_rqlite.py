@@ -12,13 +12,12 @@ from typing import Any
 import pytest
 import redis
 
-from rotate_stats import family
 from rotate_stats.database import migrate
 from rotate_stats.errors import StoreError
 from rotate_stats.rotate import RotateOptions, rotate
 from rotate_stats.rqlite_store import RqliteStore
 from tests.helpers import foreign_job, free_port, redis_dump, tally_redis
-from tests.integration.test_faults import D, NOW, assert_conserved, written_by
+from tests.integration.test_faults import NOW, D, assert_conserved, written_by
 from tests.rqlite_emulator import EmulatorHandle, start_emulator
 
 SECRET = "Sup3r-s3cret"

@@ -92,9 +92,11 @@ def test_sql_error_in_a_batch_commits_nothing_and_keeps_claims(
 ) -> None:
     for d in (D, D + 1, D + 2):
         foreign_write(redis_client, d, "requested", "sync", 2)
-    run_sql(store, (
+    trigger = (
         "CREATE TRIGGER boom BEFORE INSERT ON journal_chat_job_stats "
-        f"WHEN NEW.retrieved_for = '{_iso(D + 1)}' BEGIN SELECT RAISE(ABORT, 'boom'); END", ()))  # fmt: skip
+        f"WHEN NEW.retrieved_for = '{_iso(D + 1)}' BEGIN SELECT RAISE(ABORT, 'boom'); END"
+    )
+    run_sql(store, (trigger, ()))
     report = rotate(redis_client, store, RotateOptions(first=D, last=D + 2), now=NOW)
     assert report.exit_code is ExitCode.FAILURE and "boom" in (report.error or "")
     assert store.rows(None, None) == []  # not even the date before the failing one
@@ -130,8 +132,10 @@ breakdown_keys = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
     min_size=1,
     max_size=60,
-) | st.sampled_from(["'", "''", '"', "?", ":name", "\\", "\\'", "\n", "🧘", "a" * 500,
-                     "x'); DROP TABLE journal_chat_job_stats; --", "?:?", string.printable])  # fmt: skip
+) | st.sampled_from(
+    ["'", "''", '"', "?", ":name", "\\", "\\'", "\n", "🧘", "a" * 500, "?:?", string.printable,
+     "x'); DROP TABLE journal_chat_job_stats; --"]
+)  # fmt: skip
 _counter = iter(range(10**6))
 
 
