@@ -29,7 +29,7 @@ def open_store(settings: Settings) -> Store:
         )
     url = parse_database_url(settings.database_url)
     if url.kind == "sqlite":
-        return SqliteStore(url.path)
+        return SqliteStore(url.path, timeout=settings.database_timeout)
     context = tls_context(settings.rqlite_ca_file, settings.rqlite_insecure) if url.tls else None
     return RqliteStore(
         url.hosts,

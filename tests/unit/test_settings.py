@@ -44,6 +44,8 @@ def test_every_known_variable_is_read() -> None:
         "ROTATE_STATS_DATABASE_TIMEOUT": "2.5",
         "ROTATE_STATS_STRICT": "1",
         "ROTATE_STATS_LOG_LEVEL": "debug",
+        "ROTATE_STATS_RQLITE_CA_FILE": __file__,
+        "ROTATE_STATS_RQLITE_INSECURE": "yes",
     }
     assert set(env) == set(ENVIRONMENT)
     s = Settings.from_env(env)
@@ -55,6 +57,13 @@ def test_every_known_variable_is_read() -> None:
     assert s.database_timeout == 2.5
     assert s.strict is True
     assert s.log_level == "DEBUG"
+    assert s.rqlite_ca_file == __file__ and s.rqlite_insecure is True
+
+
+def test_missing_ca_file_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"ROTATE_STATS_RQLITE_CA_FILE": "/nonexistent/ca.pem"})
+    assert "/nonexistent/ca.pem" in str(info.value)
 
 
 @pytest.mark.parametrize(
