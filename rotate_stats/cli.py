@@ -204,6 +204,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             batch_size=settings.batch_size,
             lock_ttl_ms=int(settings.lock_ttl * 1000),
             max_backlog_days=settings.max_backlog_days,
+            scan_orphans=settings.scan_orphans,
         )
         report = rotate(side.client, store, options)
         _emit(args.format, report.as_dict(), render_report(report))

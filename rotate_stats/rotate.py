@@ -50,6 +50,8 @@ class RotateOptions:
     batch_size: int = 31
     lock_ttl_ms: int = 300_000
     max_backlog_days: int = 3660
+    scan_orphans: bool = True
+    """Normal runs SCAN for stats keys no run would visit (O(keyspace), see _orphans)."""
 
 
 def plan(side: RedisSide, options: RotateOptions, now: float) -> tuple[list[int], int | None]:
@@ -124,15 +126,25 @@ def rotate(
         report.first_date, report.last_date = dates[0], dates[-1]
     elif options.first is None:
         report.notes.append(_nothing_to_do(earliest, now))
-        if earliest is None:
-            _notice_orphans(side, report)
     if options.dry_run:
         _dry_run(side, store, dates, options, report)
-        report.finished_at = time.time()
-        return report
-    if not dates:
-        report.finished_at = time.time()
-        return report
+    elif dates:
+        _walk(side, store, dates, options, report)
+    orphans = _orphans(side, now) if options.first is None and options.scan_orphans else ""
+    if orphans:
+        report.notes.append(orphans)
+        log.error("%s", orphans)
+        if report.error is None:
+            report.error = orphans
+    report.finished_at = time.time()
+    return report
+
+
+def _walk(
+    side: RedisSide, store: Store, dates: list[int], options: RotateOptions, report: RotationReport
+) -> None:
+    """Lock, then rotate the dates batch by batch; errors end the walk into the report."""
+    run_id = report.run_id
     if not side.acquire_lock(run_id, options.lock_ttl_ms):
         holder, ttl = side.lock_holder()
         raise LockHeld(family.LOCK_KEY, holder, ttl)
@@ -155,26 +167,32 @@ def rotate(
         log.error("%s", exc)
     finally:
         side.release_lock(run_id)
-        report.finished_at = time.time()
-    return report
 
 
-def _notice_orphans(side: RedisSide, report: RotationReport) -> None:
-    """With ``earliest`` absent, dated keys would never be visited: say so, loudly.
+def _orphans(side: RedisSide, now: float) -> str:
+    """Stats keys of stable dates a normal run will never visit, as an error message.
 
-    Costs one SCAN, only in this abnormal state. Nothing is changed: which date
-    to resume from is the operator's call (``--from``/``--to``, or set the key).
+    They sit below ``earliest`` (or ``earliest`` is absent): a writer that did not
+    lower it, or a deleted ``earliest``. Nothing is changed for them: rotating them
+    is one command, which the message gives. Costs one SCAN of the keyspace.
     """
+    stable = last_stable(now)
+    try:
+        earliest = side.read_earliest()  # as it is after the walk
+    except DataError:
+        return ""  # reported by the next run's plan
     dated = side.scan_dated_keys()
-    if dated:
-        first, last = min(dated), max(dated)
-        report.error = (
-            f"{family.EARLIEST_KEY} is absent but {sum(map(len, dated.values()))} stats keys "
-            f"exist for {len(dated)} date(s) from {iso(first)} to {iso(last)}; set it with "
-            f"`SET {family.EARLIEST_KEY} {first}` or rotate them with "
-            f"--from {iso(first)} --to <last stable date>"
-        )
-        log.error("%s", report.error)
+    found = sorted(d for d in dated if d <= stable and (earliest is None or d < earliest))
+    if not found:
+        return ""
+    keys = sum(len(dated[d]) for d in found)
+    where = "is absent" if earliest is None else f"is {iso(earliest)}"
+    last = found[-1] if earliest is None else min(stable, earliest - 1)
+    return (
+        f"{keys} stats key(s) for {len(found)} date(s) from {iso(found[0])} to {iso(found[-1])} "
+        f"will never be rotated: {family.EARLIEST_KEY} {where}; rotate them with "
+        f"`python -m rotate_stats --from {iso(found[0])} --to {iso(last)}`"
+    )
 
 
 def _nothing_to_do(earliest: int | None, now: float) -> str:
@@ -198,8 +216,23 @@ def _rotate_batch(
 
     Raises the DataError of an invalid date after committing the dates before it.
     """
-    claims, invalid = side.claim(batch, report.run_id)
     existing = _rows_by_date(store, batch)
+    claims, invalid = side.claim(batch, report.run_id)
+    corrupt = next(
+        (i for i, c in enumerate(claims) if c.claim_id and _problems(existing.get(c.unix_date))),
+        None,
+    )
+    if corrupt is not None:  # a row we would merge into is unreadable: stop before it
+        row = existing[claims[corrupt].unix_date]
+        invalid = DataError(
+            f"{family.TABLE} row {row.retrieved_for}",
+            row.problems[0],
+            "not a JSON object of integers",
+            "a JSON object of integers to add the late counts to",
+            "repair the row; its date's counts stay in Redis until then",
+        )
+        claims, dropped = claims[:corrupt], claims[corrupt:]
+        _give_back(side, dropped)
     prospective = {c.unix_date: _prospective(c, existing.get(c.unix_date)) for c in claims}
     findings = {d: check_day(d, day) if day is not None else [] for d, day in prospective.items()}
 
@@ -227,9 +260,7 @@ def _rotate_batch(
                 continue  # the first pass already reported this date
             _log_outcome(outcome)
             report.outcomes.append(outcome)
-    for claim in give_back:
-        if claim.state == "claimed":  # pending ones stay claimed for the next run
-            side.restore(claim)
+    _give_back(side, give_back)
     if give_back:
         first = give_back[0]
         outcome = DateOutcome(
@@ -246,6 +277,17 @@ def _rotate_batch(
         raise invalid
     picked_up = any(c.state == "pending" for c in committed)
     return not give_back, picked_up
+
+
+def _give_back(side: RedisSide, claims: Sequence[Claim]) -> None:
+    """Return fresh claims to the live keys; pending ones (maybe already committed) stay."""
+    for claim in claims:
+        if claim.state == "claimed":
+            side.restore(claim)
+
+
+def _problems(row: StoredRow | None) -> tuple[str, ...]:
+    return () if row is None else row.problems
 
 
 def _rows_by_date(store: Store, batch: Sequence[int]) -> dict[int, StoredRow]:

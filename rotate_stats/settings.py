@@ -42,6 +42,10 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
         "rqlite_insecure",
         "1 to skip TLS certificate verification for rqlites:// (testing only)",
     ),
+    "ROTATE_STATS_SCAN_ORPHANS": (
+        "scan_orphans",
+        "0 to skip the SCAN for stats keys below earliest after each run (1)",
+    ),
     "ROTATE_STATS_STRICT": ("strict", "1 to stop before a date that violates an invariant"),
     "ROTATE_STATS_LOG_LEVEL": ("log_level", "DEBUG, INFO, WARNING or ERROR (INFO)"),
 }
@@ -79,6 +83,7 @@ class Settings:
     database_timeout: float = 10.0
     rqlite_ca_file: str | None = None
     rqlite_insecure: bool = False
+    scan_orphans: bool = True
     strict: bool = False
     log_level: str = "INFO"
 

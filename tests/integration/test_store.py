@@ -23,7 +23,7 @@ from rotate_stats.invariants import DayCounts
 from rotate_stats.migrations import load
 from rotate_stats.report import ExitCode
 from rotate_stats.rotate import RotateOptions, rotate
-from tests.helpers import foreign_write, tally_redis
+from tests.helpers import foreign_write, redis_dump, tally_redis
 from tests.integration.test_faults import NOW, stored_tally
 
 D = 19_900
@@ -115,9 +115,11 @@ def test_corrupt_stored_breakdown_stops_the_merge(redis_client: redis.Redis, sto
         "UPDATE journal_chat_job_stats SET requested_breakdown = ? WHERE retrieved_for = ?",
         ("{not json", _iso(D))))  # fmt: skip
     foreign_write(redis_client, D, "requested", "sync")
+    before = redis_dump(redis_client)
     report = rotate(redis_client, store, RotateOptions(first=D), now=NOW)
     assert report.exit_code is ExitCode.FAILURE
-    assert redis_client.exists(family.claim_id_key(D))  # the late write is still in Redis
+    assert f"row {_iso(D)}" in (report.error or "") and "requested_breakdown" in report.error
+    assert redis_dump(redis_client) == before  # the late write is back in its live keys
     (row,) = store.rows(None, None)
     assert row.day.count("requested") == 1 and "requested_breakdown" in row.problems
 

@@ -46,6 +46,7 @@ def test_every_known_variable_is_read() -> None:
         "ROTATE_STATS_LOG_LEVEL": "debug",
         "ROTATE_STATS_RQLITE_CA_FILE": __file__,
         "ROTATE_STATS_RQLITE_INSECURE": "yes",
+        "ROTATE_STATS_SCAN_ORPHANS": "off",
     }
     assert set(env) == set(ENVIRONMENT)
     s = Settings.from_env(env)
@@ -58,6 +59,7 @@ def test_every_known_variable_is_read() -> None:
     assert s.strict is True
     assert s.log_level == "DEBUG"
     assert s.rqlite_ca_file == __file__ and s.rqlite_insecure is True
+    assert s.scan_orphans is False
 
 
 def test_missing_ca_file_is_a_config_error() -> None:
