@@ -88,6 +88,7 @@ class Settings:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
+        # Errors name the field; from_env renames them after the variable or flag.
         try:
             scheme = urllib.parse.urlsplit(self.redis_url).scheme
             urllib.parse.urlsplit(self.redis_url).port  # noqa: B018 - validates the port
@@ -95,22 +96,28 @@ class Settings:
             scheme = ""
         if scheme not in ("redis", "rediss", "unix"):
             raise ConfigError(
-                "redis URL", mask_url(self.redis_url), "redis://, rediss:// or unix:// URL"
+                "redis_url", mask_url(self.redis_url), "a redis://, rediss:// or unix:// URL"
             )
         if self.database_url is not None:
-            parse_database_url(self.database_url)
-        if not 1 <= self.batch_size <= 1000:
-            raise ConfigError("batch size", self.batch_size, "an integer from 1 to 1000")
-        if not 1 <= self.lock_ttl <= 86400:
-            raise ConfigError("lock TTL", self.lock_ttl, "seconds from 1 to 86400")
-        if self.max_backlog_days < 1:
-            raise ConfigError("max backlog days", self.max_backlog_days, "a positive integer")
-        if not 0 < self.database_timeout <= 3600:
-            raise ConfigError("database timeout", self.database_timeout, "seconds, 0 < t <= 3600")
-        if self.rqlite_ca_file is not None and not os.path.isfile(self.rqlite_ca_file):
-            raise ConfigError("ROTATE_STATS_RQLITE_CA_FILE", self.rqlite_ca_file, "a readable file")
-        if self.log_level not in _LOG_LEVELS:
-            raise ConfigError("log level", self.log_level, f"one of {', '.join(_LOG_LEVELS)}")
+            try:
+                parse_database_url(self.database_url)
+            except ConfigError as exc:
+                raise ConfigError("database_url", exc.value, exc.expected) from None
+        checks: list[tuple[str, bool, str]] = [
+            ("batch_size", 1 <= self.batch_size <= 1000, "an integer from 1 to 1000"),
+            ("lock_ttl", 1 <= self.lock_ttl <= 86400, "seconds from 1 to 86400"),
+            ("max_backlog_days", self.max_backlog_days >= 1, "a positive integer"),
+            ("database_timeout", 0 < self.database_timeout <= 3600, "seconds, 0 < t <= 3600"),
+            ("log_level", self.log_level in _LOG_LEVELS, f"one of {', '.join(_LOG_LEVELS)}"),
+            (
+                "rqlite_ca_file",
+                self.rqlite_ca_file is None or os.path.isfile(self.rqlite_ca_file),
+                "a readable file",
+            ),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ConfigError(name, getattr(self, name), expected)
 
     def __repr__(self) -> str:
         fields = []
@@ -125,6 +132,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
         """Settings from ``ROTATE_STATS_*`` variables, then non-None ``overrides`` (flags)."""
         values: dict[str, Any] = {}
+        sources: dict[str, str] = {}  # field -> the variable or flag it came from
         types = {f.name: f.type for f in dataclasses.fields(cls)}
         for name, raw in environ.items():
             if not name.startswith(PREFIX) or name.startswith(TEST_PREFIX):
@@ -134,8 +142,15 @@ class Settings:
                 raise ConfigError(name, raw, f"a known variable (one of {known})")
             field = ENVIRONMENT[name][0]
             values[field] = _convert(name, raw, str(types[field]))
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+            sources[field] = name
+        for field, value in overrides.items():
+            if value is not None:
+                values[field] = value
+                sources[field] = "--" + field.replace("_", "-")
+        try:
+            return cls(**values)
+        except ConfigError as exc:  # say where the value came from
+            raise ConfigError(sources.get(exc.name, exc.name), exc.value, exc.expected) from None
 
 
 def _convert(name: str, raw: str, kind: str) -> Any:

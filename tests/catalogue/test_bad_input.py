@@ -394,25 +394,29 @@ for _id, _var, _url, _names in [
         "redis-url-http",
         "ROTATE_STATS_REDIS_URL",
         f"http://ops:{SECRET}@127.0.0.1:6379/0",
-        ("redis URL", "http://ops:***@127.0.0.1", "redis://, rediss:// or unix://"),
+        ("ROTATE_STATS_REDIS_URL", "http://ops:***@127.0.0.1", "redis://, rediss:// or unix://"),
     ),
     (
         "database-url-postgres",
         "ROTATE_STATS_DATABASE_URL",
         f"postgres://ops:{SECRET}@db.internal:5432/stats",
-        ("database URL", "postgres://ops:***@db.internal", "sqlite:///path.db or rqlite"),
+        (
+            "ROTATE_STATS_DATABASE_URL",
+            "postgres://ops:***@db.internal",
+            "sqlite:///path.db or rqlite",
+        ),
     ),
     (
         "database-url-sqlite-two-slashes",
         "ROTATE_STATS_DATABASE_URL",
         "sqlite://x.db",
-        ("database URL", "sqlite://x.db", "three slashes"),
+        ("ROTATE_STATS_DATABASE_URL", "sqlite://x.db", "three slashes"),
     ),
     (
         "database-url-rqlite-no-port",
         "ROTATE_STATS_DATABASE_URL",
         f"rqlite://ops:{SECRET}@dbhost",
-        ("database URL", "rqlite://ops:***@dbhost", "bad host:port 'dbhost'"),
+        ("ROTATE_STATS_DATABASE_URL", "rqlite://ops:***@dbhost", "bad host:port 'dbhost'"),
     ),
 ]:
     case(USAGE_CASES, _id)(bad_url(_var, _url, *_names))
