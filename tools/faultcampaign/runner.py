@@ -1,0 +1,391 @@
+"""Runs scenarios against a real redis-server (AOF, appendfsync always) and a store.
+
+Writers are threads of this process; rotators are subprocesses
+(``tools.faultcampaign.rotator``) so they can be SIGKILLed and SIGSTOPped.
+Redis restarts wait for writers to be between operations (a write gate), so
+that every increment a writer saw acknowledged is known, and nothing is in
+flight when the server dies.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from rotate_stats import Recorder, family
+from rotate_stats.database import SqliteStore, Store, migrate
+from rotate_stats.dates import last_stable
+from rotate_stats.errors import LockHeld
+from rotate_stats.redis_side import RedisSide
+from rotate_stats.rotate import RotateOptions, rotate
+from rotate_stats.rqlite_store import RqliteStore
+
+from .oracle import Oracle, Verdict, judge
+from .scenario import RotatorPlan, Scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+TYPES = ("greeting", "system_chat", "reflection_question", "sync", "summarize", "unknown")
+FTQ_REASONS = ("locked", "ratelimited:user_queued_jobs:3:5", "user_not_found", "bad_state")
+FAIL_REASONS = ("timed_out", "no_completion", "llm:empathy:RateLimitError", "write_failed:x")
+SET_IF_LOWER = """
+local cur = redis.call('GET', KEYS[1])
+if cur == false or tonumber(ARGV[1]) < tonumber(cur) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+
+class RedisServer:
+    """redis-server with AOF and ``appendfsync always``: an acknowledged write survives."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("campaign: redis-server is not installed")
+        self.binary, self.directory = binary, directory
+        directory.mkdir(parents=True, exist_ok=True)
+        with __import__("socket").socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)]
+        args += ["--logfile", str(self.directory / "redis.log")]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        for _ in range(400):
+            try:
+                client.ping()
+                client.close()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.025)
+        raise SystemExit("campaign: redis-server did not start")
+
+    def crash_and_restart(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+        self.start()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class Outcome:
+    """One scenario's verdict and what else went wrong."""
+
+    scenario: Scenario
+    verdict: Verdict
+    increments: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.verdict.lost or self.verdict.doubled or self.problems)
+
+
+class Writers:
+    """Recorder and foreign writer threads feeding the oracle."""
+
+    def __init__(self, scenario: Scenario, url: str, oracle: Oracle) -> None:
+        self.scenario, self.url, self.oracle = scenario, url, oracle
+        self.gate = threading.Lock()  # held per operation; a restart takes it
+        self.clients: list[redis.Redis] = []
+        self.errors: list[str] = []
+        self.threads = [
+            threading.Thread(target=self._run, args=(i, i < scenario.recorder_writers))
+            for i in range(scenario.recorder_writers + scenario.foreign_writers)
+        ]
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def join(self) -> None:
+        for t in self.threads:
+            t.join()
+
+    def reconnect(self) -> None:
+        """After a restart (gate held): drop every pooled connection."""
+        for client in self.clients:
+            client.connection_pool.disconnect()
+
+    def _run(self, index: int, recorder: bool) -> None:
+        rng = random.Random(self.scenario.seed * 100 + index)
+        client = redis.Redis.from_url(self.url, retry_on_error=[])
+        self.clients.append(client)
+        rec = Recorder(client)
+        set_if_lower = client.register_script(SET_IF_LOWER)
+        for _ in range(self.scenario.ops_per_writer):
+            d = rng.choice(self.scenario.dates)
+            event = rng.choice(family.EVENTS)
+            key = _breakdown(event, rng)
+            amount = rng.randint(1, 3)
+            try:
+                with self.gate:
+                    if recorder:
+                        if rec.record(d, event, key, amount):
+                            self.oracle.accept((d, event, None), amount)
+                            self.oracle.accept((d, event, key), amount)
+                        else:
+                            self.oracle.refuse(d, event, amount)
+                    else:
+                        client.hincrby(family.counts_key(d), event, amount)
+                        self.oracle.accept((d, event, None), amount)
+                        client.hincrby(family.extra_key(d, event), key, amount)
+                        self.oracle.accept((d, event, key), amount)
+                        set_if_lower(keys=[family.EARLIEST_KEY], args=[d])
+            except redis.RedisError as exc:  # the harness must know every outcome
+                self.errors.append(f"writer {index}: {exc!r}")
+                return
+            time.sleep(
+                rng.random() * 2 * self.scenario.write_seconds / self.scenario.ops_per_writer
+            )
+
+
+def _breakdown(event: str, rng: random.Random) -> str:
+    job_type = rng.choice(TYPES)
+    if event == "failed_to_queue":
+        return f"{job_type}:{rng.choice(FTQ_REASONS)}"
+    if event == "failed":
+        return f"{job_type}:{rng.choice(FAIL_REASONS)}"
+    return job_type
+
+
+class Backend:
+    """A fresh database per scenario: an SQLite file or an in-process rqlite emulator."""
+
+    def __init__(self, kind: str, directory: Path) -> None:
+        self.kind, self.directory = kind, directory
+        self.node = None
+        if kind == "rqlite":
+            sys.path.insert(0, str(ROOT))
+            from tests.rqlite_emulator import start_emulator
+
+            self.node = start_emulator(directory / "rqlite")
+            self.url = f"rqlite://{self.node.host}:{self.node.port}"
+        else:
+            self.path = str(directory / "stats.sqlite3")
+            self.url = f"sqlite:///{self.path}"
+
+    def open(self) -> Store:
+        if self.node is not None:
+            return RqliteStore([(self.node.host, self.node.port)], timeout=5)
+        return SqliteStore(self.path, timeout=5)
+
+    def outage(self, length: float) -> None:
+        """Make the database unreachable for ``length`` seconds (blocks the caller)."""
+        if self.node is not None:
+            self.node.set_leader(False)
+            time.sleep(length)
+            self.node.set_leader(True)
+            return
+        conn = sqlite3.connect(self.path, timeout=5, isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        time.sleep(length)
+        conn.execute("ROLLBACK")
+        conn.close()
+
+    def drop_response(self) -> None:
+        if self.node is not None:
+            self.node.faults.drop_responses(1)
+
+    def close(self) -> None:
+        if self.node is not None:
+            self.node.stop()
+
+
+class Rotators:
+    """Rotator subprocesses: launched, killed, continued after being stopped."""
+
+    def __init__(self, scenario: Scenario, env: dict[str, str], logs: Path) -> None:
+        self.scenario, self.env, self.logs = scenario, env, logs
+        self.running: list[tuple[RotatorPlan, subprocess.Popen[bytes], float]] = []
+        self.stopped_at: dict[int, float] = {}
+
+    def launch(self, plan: RotatorPlan) -> None:
+        fault = "none" if plan.fault == "random-kill" else plan.fault
+        args = [sys.executable, "-m", "tools.faultcampaign.rotator", "--fault", fault]
+        args += ["--point", plan.point, "--nth", str(plan.nth)]
+        log = open(self.logs / f"rotator-{len(self.running)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=log)
+        log.close()
+        self.running.append((plan, proc, time.monotonic()))
+
+    def tend(self, ttl: float) -> None:
+        """Random kills; SIGCONT for a rotator stopped for longer than its lock's TTL."""
+        now = time.monotonic()
+        for plan, proc, started in self.running:
+            if proc.poll() is not None:
+                continue
+            if plan.fault == "random-kill" and now - started >= plan.kill_after_ms / 1000:
+                proc.kill()
+            elif plan.fault == "stop" and _is_stopped(proc.pid):
+                since = self.stopped_at.setdefault(proc.pid, now)
+                if now - since > ttl + 0.3:
+                    os.kill(proc.pid, signal.SIGCONT)
+
+    def busy(self) -> bool:
+        return any(proc.poll() is None for _, proc, _ in self.running)
+
+    def kill_all(self) -> None:
+        for _, proc, _ in self.running:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+                proc.kill()
+            proc.wait()
+
+
+def _is_stopped(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "T"
+    except OSError:
+        return False
+
+
+def run_scenario(scenario: Scenario, server: RedisServer, workdir: Path) -> Outcome:
+    """Run one scenario to its final clean rotation and judge it."""
+    directory = workdir / f"s{scenario.seed}"
+    directory.mkdir(parents=True, exist_ok=True)
+    client = redis.Redis(port=server.port)
+    client.flushall()
+    backend = Backend(scenario.backend, directory)
+    store = backend.open()
+    migrate(store)
+    oracle = Oracle()
+    writers = Writers(scenario, server.url, oracle)
+    ttl = 1.0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
+    env.update(
+        ROTATE_STATS_REDIS_URL=server.url,
+        ROTATE_STATS_DATABASE_URL=backend.url,
+        ROTATE_STATS_LOCK_TTL=str(ttl),
+        ROTATE_STATS_BATCH_SIZE=str(scenario.batch_size),
+        ROTATE_STATS_DATABASE_TIMEOUT="1",
+        ROTATE_STATS_LOG_LEVEL="ERROR",
+    )
+    rotators = Rotators(scenario, env, directory)
+    events: list[tuple[int, Callable[[], None]]] = [
+        (p.start_ms, lambda p=p: rotators.launch(p)) for p in scenario.rotators
+    ]
+    background: list[threading.Thread] = []
+
+    def restart() -> None:
+        with writers.gate:
+            server.crash_and_restart()
+            writers.reconnect()
+        client.connection_pool.disconnect()
+
+    if scenario.redis_restart_ms is not None:
+        events.append((scenario.redis_restart_ms, restart))
+    if scenario.db_outage is not None:
+        start, length = scenario.db_outage
+        thread = threading.Thread(target=backend.outage, args=(length / 1000,))
+        background.append(thread)
+        events.append((start, thread.start))
+    if scenario.delete_earliest_ms is not None:
+        events.append((scenario.delete_earliest_ms, lambda: _delete_earliest(server)))
+    if scenario.drop_response_ms is not None:
+        events.append((scenario.drop_response_ms, backend.drop_response))
+    events.sort(key=lambda e: e[0])
+
+    problems: list[str] = []
+    t0 = time.monotonic()
+    writers.start()
+    deadline = t0 + 60
+    while events or rotators.busy() or any(t.is_alive() for t in writers.threads):
+        elapsed_ms = (time.monotonic() - t0) * 1000
+        while events and events[0][0] <= elapsed_ms:
+            events.pop(0)[1]()
+        rotators.tend(ttl)
+        if time.monotonic() > deadline:
+            problems.append("timeline did not finish within 60 s")
+            break
+        time.sleep(0.01)
+    rotators.kill_all()
+    writers.join()
+    for thread in background:
+        if thread.is_alive() or thread.ident is not None:
+            thread.join()
+    problems += writers.errors
+    problems += final_rotation(client, store)
+    verdict = judge(oracle, client, store)
+    if verdict.refusal_mismatch:
+        problems.append(f"refusals not visible as counted: {verdict.refusal_mismatch}")
+    store.close()
+    backend.close()
+    client.close()
+    if not problems and not verdict.lost and not verdict.doubled:
+        shutil.rmtree(directory, ignore_errors=True)
+    return Outcome(scenario, verdict, oracle.increments, problems)
+
+
+def _delete_earliest(server: RedisServer) -> None:
+    c = redis.Redis(port=server.port)
+    try:
+        c.delete(family.EARLIEST_KEY)
+    except redis.ConnectionError:
+        pass  # the server is restarting: this fault did not happen
+    finally:
+        c.close()
+
+
+def final_rotation(client: redis.Redis, store: Store) -> list[str]:
+    """What an operator does after the storm: rotate until nothing stable is left.
+
+    Orphans (keys below ``earliest``) must have been reported by the run, and are
+    then rotated with the explicit range the report suggests.
+    """
+    problems: list[str] = []
+    side = RedisSide(client)
+    for _ in range(8):
+        try:
+            report = rotate(client, store, RotateOptions(batch_size=3, lock_ttl_ms=1000))
+            orphans = _orphan_dates(side)
+            if orphans:
+                if "will never be rotated" not in (report.error or ""):
+                    problems.append(f"orphaned dates {orphans} were not reported")
+                rotate(client, store, RotateOptions(first=orphans[0], last=orphans[-1]))
+                continue
+        except LockHeld:
+            time.sleep(1.1)  # a killed rotator's lock expires after its TTL
+            continue
+        if report.error is None and not _stable_keys_left(side):
+            return problems
+    left = sorted(side.scan_dated_keys())
+    problems.append(f"final rotation did not finish; dates with keys left: {left}")
+    return problems
+
+
+def _orphan_dates(side: RedisSide) -> list[int]:
+    earliest = side.read_earliest()
+    stable = last_stable(time.time())
+    dated = side.scan_dated_keys()
+    return sorted(d for d in dated if d <= stable and (earliest is None or d < earliest))
+
+
+def _stable_keys_left(side: RedisSide) -> bool:
+    stable = last_stable(time.time())
+    return any(d <= stable for d in side.scan_dated_keys())
