@@ -38,7 +38,11 @@ def require_binary(name: str) -> str:
 class RedisServer:
     """A redis-server started for the test session on a free loopback port."""
 
-    def __init__(self, binary: str, directory: Path) -> None:
+    def __init__(self, binary: str, directory: Path, *extra: str) -> None:
+        self.extra = list(extra)
+        self.password = (
+            extra[extra.index("--requirepass") + 1] if "--requirepass" in extra else None
+        )
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.directory = directory
@@ -49,9 +53,9 @@ class RedisServer:
     def start(self) -> None:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
-        args += ["--logfile", str(self.directory / "redis.log")]
+        args += ["--logfile", str(self.directory / "redis.log"), *self.extra]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
+        client = redis.Redis(port=self.port, password=self.password)
         deadline = time.monotonic() + 10
         while True:
             try:

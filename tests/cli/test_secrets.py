@@ -1,0 +1,69 @@
+"""No password from a Redis or rqlite URL appears in any log line, error or dry-run output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from rotate_stats.dates import parse_iso
+from tests.conftest import RedisServer, require_binary
+from tests.helpers import foreign_job
+from tests.rqlite_emulator import EmulatorHandle, start_emulator
+
+REDIS_SECRET = "r3dis-Hunter2"
+RQLITE_SECRET = "rql1te-Swordfish"
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[tuple[RedisServer, EmulatorHandle]]:
+    """A redis-server with requirepass and an rqlite emulator with Basic auth."""
+    server = RedisServer(require_binary("redis-server"), tmp_path, "--requirepass", REDIS_SECRET)
+    creds = [{"username": "rotate", "password": RQLITE_SECRET, "perms": ["all"]}]
+    (tmp_path / "auth.json").write_text(json.dumps(creds))
+    node = start_emulator(tmp_path / "rqlite", auth_file=tmp_path / "auth.json")
+    yield server, node
+    node.stop()
+    server.stop()
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
+    full.update(env, ROTATE_STATS_LOG_LEVEL="DEBUG")
+    return subprocess.run(
+        [sys.executable, "-m", "rotate_stats", *args],
+        env=full, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_passwords_never_printed(secured: tuple[RedisServer, EmulatorHandle]) -> None:
+    server, node = secured
+    client = redis.Redis(port=server.port, password=REDIS_SECRET)
+    foreign_job(client, parse_iso("2024-06-10"), "sync", "completed")
+    env = {
+        "ROTATE_STATS_REDIS_URL": f"redis://:{REDIS_SECRET}@127.0.0.1:{server.port}/0",
+        "ROTATE_STATS_DATABASE_URL": f"rqlite://rotate:{RQLITE_SECRET}@{node.host}:{node.port}",
+    }
+    outputs = []
+    for args in (("migrate",), ("--dry-run",), ("--dry-run", "--format", "json"), (),
+                 ("status", "--format", "json"), ("check",), ("--date", "2024-06-11")):  # fmt: skip
+        result = run(env, *args)
+        assert result.returncode in (0, 3), (args, result.stderr)
+        outputs.append(result.stdout + result.stderr)
+    wrong = dict(env, ROTATE_STATS_DATABASE_URL=env["ROTATE_STATS_DATABASE_URL"] + ",nohost:1")
+    for args in (("--date", "bogus"),):
+        outputs.append(run(wrong, *args).stderr)
+    wrong_pw = dict(env, ROTATE_STATS_REDIS_URL=f"redis://:x{REDIS_SECRET}@127.0.0.1:{server.port}")
+    result = run(wrong_pw, "status")
+    assert result.returncode == 1
+    outputs.append(result.stdout + result.stderr)
+    text = "\n".join(outputs)
+    assert "DEBUG" in text  # debug logging really was on
+    assert REDIS_SECRET not in text and RQLITE_SECRET not in text
+    assert client.dbsize() > 0
