@@ -7,7 +7,7 @@ host) and what was expected; (c) that no Redis key and no database row changed (
 with its value, every table with its rows, the schema included).
 
 Rows that touch the database run on SQLite and on the rqlite emulator; pure usage errors
-run once, on SQLite. ``docs/bad-input-table.md`` lists the rows with their test ids.
+run once, on SQLite. ``docs/RELIABILITY.md`` lists the rows with their test ids.
 """
 
 from __future__ import annotations
@@ -525,12 +525,12 @@ def test_negative_count_default_mode_rotates_and_reports(
 
 
 def test_catalogue_is_long_enough_and_documented() -> None:
-    """Issue 4 asks for at least 22 classes; docs/bad-input-table.md lists every test id."""
+    """Issue 4 asks for at least 22 classes; docs/RELIABILITY.md lists every test id."""
     ids = [c.id for c in DB_CASES + USAGE_CASES]
     assert len(ids) == len(set(ids)) and len(ids) >= 22
-    table = (Path(__file__).resolve().parents[2] / "docs" / "bad-input-table.md").read_text()
+    table = (Path(__file__).resolve().parents[2] / "docs" / "RELIABILITY.md").read_text()
     wanted = [f"test_bad_data[{i}-*]" for i in (c.id for c in DB_CASES)]
     wanted += [f"test_bad_usage[{c.id}]" for c in USAGE_CASES]
     wanted.append("test_negative_count_default_mode_rotates_and_reports[*]")
     missing = [w for w in wanted if f"`{w}`" not in table]
-    assert not missing, f"docs/bad-input-table.md lacks {missing}"
+    assert not missing, f"docs/RELIABILITY.md lacks {missing}"
