@@ -320,7 +320,7 @@ def _outcome(
         row = existing.get(d)
         found = tuple(check_day(d, row.day)) if row is not None else ()
         return DateOutcome(d, DateState.ALREADY_APPLIED, claim.day, found, claim.claim_id, detail)
-    state = DateState.INSERTED if row_created or d not in existing else DateState.MERGED
+    state = DateState.INSERTED if row_created else DateState.MERGED
     return DateOutcome(d, state, claim.day, found, claim.claim_id, detail)
 
 
