@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import socket
+from collections import Counter
 from typing import Any
 
 import redis
 
 from rotate_stats import family
+from rotate_stats.database import Store
+from rotate_stats.dates import parse_iso
 
 # What existing writers do to `earliest` (DESIGN §3): set it if absent or lower.
 SET_IF_LOWER = """
@@ -67,7 +70,23 @@ def redis_dump(client: redis.Redis) -> dict[bytes, Any]:
     return out
 
 
-def tally_redis(client: redis.Redis) -> dict[tuple[int, str, str | None], int]:
+Tally = dict[tuple[int, str, str | None], int]
+
+
+def stored_tally(store: Store) -> Counter[tuple[int, str, str | None]]:
+    """(date, event, breakdown or None for the count) -> value, over every stored row."""
+    out: Counter[tuple[int, str, str | None]] = Counter()
+    for row in store.rows(None, None):
+        d = parse_iso(row.retrieved_for)
+        for event in family.EVENTS:
+            if row.day.count(event):
+                out[d, event, None] += row.day.count(event)
+            for key, value in row.day.breakdown(event).items():
+                out[d, event, key] += value
+    return out
+
+
+def tally_redis(client: redis.Redis) -> Tally:
     """(date, event, breakdown or None for the count) -> value, over live and claim keys."""
     out: dict[tuple[int, str, str | None], int] = {}
     for raw in client.scan_iter(count=1000):

@@ -17,7 +17,7 @@ from rotate_stats.invariants import DayCounts, Invariant
 from rotate_stats.redis_side import RedisSide
 from rotate_stats.report import DateState, ExitCode
 from rotate_stats.rotate import RotateOptions, rotate
-from tests.helpers import foreign_job, foreign_write, redis_dump, tally_redis
+from tests.helpers import foreign_job, foreign_write, redis_dump, stored_tally, tally_redis
 from tests.integration.test_rotation import NOW
 
 D = parse_iso("2024-06-10")
@@ -25,18 +25,6 @@ D = parse_iso("2024-06-10")
 
 class Crash(Exception):
     """Stands in for the process dying at a step boundary."""
-
-
-def stored_tally(store: Store) -> Counter[tuple[int, str, str | None]]:
-    out: Counter[tuple[int, str, str | None]] = Counter()
-    for row in store.rows(None, None):
-        d = parse_iso(row.retrieved_for)
-        for event in family.EVENTS:
-            if row.day.count(event):
-                out[d, event, None] += row.day.count(event)
-            for key, value in row.day.breakdown(event).items():
-                out[d, event, key] += value
-    return out
 
 
 def assert_conserved(client: redis.Redis, store: Store, written: Counter) -> None:  # type: ignore[type-arg]

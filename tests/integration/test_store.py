@@ -23,8 +23,8 @@ from rotate_stats.invariants import DayCounts
 from rotate_stats.migrations import load
 from rotate_stats.report import ExitCode
 from rotate_stats.rotate import RotateOptions, rotate
-from tests.helpers import foreign_write, redis_dump, tally_redis
-from tests.integration.test_faults import NOW, stored_tally
+from tests.helpers import foreign_write, redis_dump, stored_tally, tally_redis
+from tests.integration.test_faults import NOW
 
 D = 19_900
 SEED_TABLE = (

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 
 import redis
 
-from rotate_stats import family
 from rotate_stats.database import Store
-from rotate_stats.dates import parse_iso
 from rotate_stats.redis_side import RedisSide
+from tests.helpers import stored_tally, tally_redis
 
 Key = tuple[int, str, str | None]
 
@@ -40,34 +39,6 @@ class Oracle:
             self.refused[f"{unix_date}:{event}"] += amount
 
 
-def stored(store: Store) -> Counter[Key]:
-    """Every count and breakdown value in the table."""
-    out: Counter[Key] = Counter()
-    for row in store.rows(None, None):
-        d = parse_iso(row.retrieved_for)
-        for event in family.EVENTS:
-            if row.day.count(event):
-                out[d, event, None] += row.day.count(event)
-            for key, value in row.day.breakdown(event).items():
-                out[d, event, key] += value
-    return out
-
-
-def remaining(client: redis.Redis) -> Counter[Key]:
-    """Every count and breakdown value still in Redis, live or claimed."""
-    out: Counter[Key] = Counter()
-    for raw in client.scan_iter(count=1000):
-        key = raw.decode()
-        d = family.date_of_key(key)
-        if d is None or key.endswith(":id"):
-            continue
-        event = key.rsplit(":extra:", 1)[1] if ":extra:" in key else None
-        for f, v in client.hgetall(key).items():
-            name = f.decode()
-            out[(d, event, name) if event else (d, name, None)] += int(v)
-    return out
-
-
 @dataclass(frozen=True)
 class Verdict:
     """lost / doubled increments (summed over keys) and the keys that differ."""
@@ -79,7 +50,7 @@ class Verdict:
 
 
 def judge(oracle: Oracle, client: redis.Redis, store: Store) -> Verdict:
-    found = stored(store) + remaining(client)
+    found = stored_tally(store) + Counter(tally_redis(client))
     keys = set(oracle.accepted) | set(found)
     diffs = {k: (oracle.accepted[k], found[k]) for k in keys if oracle.accepted[k] != found[k]}
     lost = sum(max(0, a - f) for a, f in diffs.values())
