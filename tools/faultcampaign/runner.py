@@ -228,6 +228,8 @@ class Rotators:
         fault = "none" if plan.fault == "random-kill" else plan.fault
         args = [sys.executable, "-m", "tools.faultcampaign.rotator", "--fault", fault]
         args += ["--point", plan.point, "--nth", str(plan.nth)]
+        args += ["--lockless"] if plan.lockless else []
+        args += ["--repeat", str(plan.repeat)]
         log = open(self.logs / f"rotator-{len(self.running)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=log)
         log.close()

@@ -19,13 +19,17 @@ class RotatorPlan:
     point: str
     nth: int
     kill_after_ms: int = 0  # random-kill: SIGKILL this long after the start
+    lockless: bool = False  # ignores the lock, as if it had expired
+    repeat: int = 1  # runs one after the other in the same process
 
     def describe(self) -> str:
+        who = f"{'lockless ' if self.lockless else ''}rotator@{self.start_ms}ms"
+        who += f" x{self.repeat}" if self.repeat > 1 else ""
         if self.fault == "none":
-            return f"rotator@{self.start_ms}ms clean"
+            return f"{who} clean"
         if self.fault == "random-kill":
-            return f"rotator@{self.start_ms}ms SIGKILL after {self.kill_after_ms}ms"
-        return f"rotator@{self.start_ms}ms {self.fault} at {self.point} #{self.nth}"
+            return f"{who} SIGKILL after {self.kill_after_ms}ms"
+        return f"{who} {self.fault} at {self.point} #{self.nth}"
 
 
 @dataclass(frozen=True)
@@ -82,11 +86,17 @@ def generate(seed: int, backend: str, today: int) -> Scenario:
                 point=rng.choice(POINTS),
                 nth=rng.randint(1, 3),
                 kill_after_ms=rng.randint(50, 900) if fault == "random-kill" else 0,
+                lockless=rng.random() < 0.25,
             )
         )
-    if rng.random() < 0.35:  # an adversarial interleaving around a frozen run
-        rotators = list(_PATTERNS[rng.randrange(len(_PATTERNS))](rng))
+    ops, write_seconds = rng.randint(20, 90), rng.uniform(0.3, 2.5)
+    if rng.random() < 0.4:  # an adversarial interleaving around a frozen or killed run
+        pattern = _PATTERNS[rng.randrange(len(_PATTERNS))]
+        rotators = list(pattern(rng))
+        if pattern in (_pickup_under_load, _lockless_crowd):  # writers flat out
+            ops, write_seconds = rng.randint(1500, 3000), 0.0
     faults = [r.fault if r.fault != "kill" else f"kill@{r.point}" for r in rotators]
+    faults += ["lockless"] * sum(r.lockless for r in rotators)
     restart = rng.randint(100, 900) if rng.random() < 0.2 else None
     outage = (rng.randint(0, 800), rng.randint(200, 1200)) if rng.random() < 0.2 else None
     delete = rng.randint(0, 900) if rng.random() < 0.2 else None
@@ -99,8 +109,8 @@ def generate(seed: int, backend: str, today: int) -> Scenario:
         dates=dates,
         recorder_writers=rng.randint(0, 2),
         foreign_writers=rng.randint(1, 2),
-        ops_per_writer=rng.randint(20, 90),
-        write_seconds=rng.uniform(0.3, 2.5),
+        ops_per_writer=ops,
+        write_seconds=write_seconds,
         rotators=tuple(rotators),
         batch_size=rng.randint(1, 4),
         redis_restart_ms=restart,
@@ -144,4 +154,42 @@ def _crowd(rng: random.Random) -> list[RotatorPlan]:
     ]
 
 
-_PATTERNS = (_stale_release, _stale_commit, _crowd)
+def _pickup_under_load(rng: random.Random) -> list[RotatorPlan]:
+    """A dies after claiming; B picks A's claims up while writers write flat out, so
+    B's first pass mixes picked-up and fresh claims and its retry pass claims the
+    fresh dates again: each claim must be told apart by the ledger."""
+    return [
+        RotatorPlan(rng.randint(0, 100), "kill", "claim-after", 1),
+        RotatorPlan(rng.randint(1150, 1400), "none", "claim-after", 1),  # after A's lock
+        RotatorPlan(rng.randint(1400, 2000), "none", "claim-after", 1),
+    ]
+
+
+def _lockless_crowd(rng: random.Random) -> list[RotatorPlan]:
+    """Runs that ignore the lock, overlapping freely: their batches start at whatever
+    ``earliest`` each one read, so picked-up and fresh claims mix within a batch."""
+    plans = []
+    for _ in range(rng.randint(3, 4)):
+        fault = rng.choice(("none", "none", "kill", "lost-response", "random-kill"))
+        plans.append(
+            RotatorPlan(
+                rng.randint(0, 900),
+                fault,
+                rng.choice(POINTS),
+                rng.randint(1, 3),
+                rng.randint(100, 900) if fault == "random-kill" else 0,
+                lockless=True,
+                repeat=rng.randint(2, 6),
+            )
+        )
+    return plans
+
+
+_PATTERNS = (
+    _stale_release,
+    _stale_commit,
+    _crowd,
+    _pickup_under_load,
+    _lockless_crowd,
+    _lockless_crowd,  # the strongest: twice the weight
+)
