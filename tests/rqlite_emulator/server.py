@@ -16,6 +16,7 @@ SQL rewriting of ``random()``/``now`` (§10, invisible on one node), ``db_timeou
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
@@ -67,6 +68,12 @@ class _HTTPServer(ThreadingHTTPServer):
         with self._conns_lock:
             self._conns.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that vanished mid-request (killed, timed out) is routine, as for rqlited."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         """Close kept-alive connections so clients see the node go away."""
