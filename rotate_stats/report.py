@@ -25,8 +25,8 @@ class ExitCode(enum.IntEnum):
 
 EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "success, or nothing to do",
-    ExitCode.FAILURE: "runtime failure (store or Redis unreachable, bad data, not migrated); "
-    "nothing lost",
+    ExitCode.FAILURE: "runtime failure (store or Redis unreachable, bad data, not migrated, "
+    "stats keys left below earliest); nothing lost",
     ExitCode.USAGE: "usage error: bad flag, variable, URL or date",
     ExitCode.VIOLATIONS: "done, but invariant violations were found (rotate, check)",
     ExitCode.LOCKED: "another run holds the lock; nothing done, try later",
