@@ -26,7 +26,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from . import native
 from .encoding import (
@@ -136,23 +136,7 @@ class Store:
         self, stmts: Sequence[Statement], *, transaction: bool, timings: bool
     ) -> tuple[list[Entry], str]:
         """§3; returns (results, top-level error or "")."""
-        with self._lock:
-            self.raft_index += 1
-            begin_error = self._begin() if transaction else ""
-            if begin_error:
-                return [], begin_error
-            in_tx = transaction
-            results: list[Entry] = []
-            for stmt in stmts:
-                if not stmt.sql:
-                    continue
-                entry, failed = self._execute_one(stmt, timings)
-                results.append(entry)
-                if failed and in_tx:
-                    self._db.run("ROLLBACK")
-                    in_tx = False
-                    break
-            return results, self._commit() if in_tx else ""
+        return self._write_entry(stmts, transaction, lambda stmt: self._execute_one(stmt, timings))
 
     def query(
         self, stmts: Sequence[Statement], *, transaction: bool, timings: bool
@@ -186,6 +170,29 @@ class Store:
         """§5: reads and writes mixed; an all-read request (not strong) is a plain query."""
         if not strong and self.all_readonly(stmts):
             return self.query(stmts, transaction=transaction, timings=timings)
+
+        def one(stmt: Statement) -> tuple[Entry, bool]:
+            try:
+                readonly = self._readonly(stmt.sql)
+            except native.NativeError as exc:
+                return ErrorResult(str(exc)), False  # a prepare failure does not stop a tx
+            if not readonly:
+                return self._execute_one(stmt, timings)
+            try:
+                return self._query_one(stmt, timings), False
+            except (native.NativeError, StatementError, TimeRangeError) as exc:
+                return QueryRows(error=str(exc)), True
+
+        return self._write_entry(stmts, transaction, one)
+
+    def _write_entry(
+        self,
+        stmts: Sequence[Statement],
+        transaction: bool,
+        run_one: Callable[[Statement], tuple[Entry, bool]],
+    ) -> tuple[list[Entry], str]:
+        """One Raft entry: statements in order; with ``transaction``, the first failure
+        rolls everything back and ends the list. Returns (results, top-level error)."""
         with self._lock:
             self.raft_index += 1
             begin_error = self._begin() if transaction else ""
@@ -196,21 +203,8 @@ class Store:
             for stmt in stmts:
                 if not stmt.sql:
                     continue
-                try:
-                    readonly = self._readonly(stmt.sql)
-                except native.NativeError as exc:
-                    results.append(ErrorResult(str(exc)))
-                    continue
-                failed = False
-                if readonly:
-                    try:
-                        results.append(self._query_one(stmt, timings))
-                    except (native.NativeError, StatementError, TimeRangeError) as exc:
-                        results.append(QueryRows(error=str(exc)))
-                        failed = True
-                else:
-                    entry, failed = self._execute_one(stmt, timings)
-                    results.append(entry)
+                entry, failed = run_one(stmt)
+                results.append(entry)
                 if failed and in_tx:
                     self._db.run("ROLLBACK")
                     in_tx = False
