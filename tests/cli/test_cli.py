@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -46,16 +47,13 @@ def database(
     backend: str,
     sqlite_path: str,
     store_factory: Callable[[], Store],
-    request: pytest.FixtureRequest,
+    backend_node: Any,
 ) -> Database:
-    """Once per backend: SQLite file, or the rqlite emulator through its HTTP API."""
+    """Once per backend: SQLite file, the rqlite emulator or a real rqlited, over HTTP."""
     store = store_factory()
     if backend == "sqlite":
         return Database(f"sqlite:///{sqlite_path}", store)
-    if backend == "rqlite":
-        node = request.getfixturevalue("rqlite_node")
-        return Database(f"rqlite://{node.host}:{node.port}", store)
-    return Database(os.environ["ROTATE_STATS_TEST_RQLITE_URL"], store)
+    return Database(f"rqlite://{backend_node.host}:{backend_node.port}", store)
 
 
 @pytest.fixture
