@@ -38,4 +38,5 @@ def open_store(settings: Settings) -> Store:
         password=url.password,
         timeout=settings.database_timeout,
         ssl_context=context,
+        retry_for=settings.database_retry_for,
     )

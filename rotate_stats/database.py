@@ -162,11 +162,16 @@ def commit_statements(item: DateCommit, iso_date: str, retrieved_at: float) -> l
 
 
 def migration_statements(migration: Migration) -> list[Statement]:
-    """A migration's statements followed by its bookkeeping row, for one transaction."""
+    """One transaction: the bookkeeping row *first*, then the migration's statements.
+
+    Recording first makes a resent or repeated migration fail on the record's
+    primary key before any of its statements runs (they need not be
+    idempotent); ``apply_migration`` then finds the record and succeeds.
+    """
     return [
         (MIGRATIONS_DDL, ()),
-        *((sql, ()) for sql in migration.statements),
         (RECORD_MIGRATION, (migration.name, time.time())),
+        *((sql, ()) for sql in migration.statements),
     ]
 
 
@@ -242,7 +247,11 @@ class SqliteStore:
         return [str(r[0]) for r in self._query(SELECT_MIGRATIONS)] if exists else []
 
     def apply_migration(self, migration: Migration) -> None:
-        self._transaction(migration_statements(migration))
+        try:
+            self._transaction(migration_statements(migration))
+        except StoreError:
+            if migration.name not in self.applied_migrations():  # another run applied it
+                raise
 
     def commit(self, items: Sequence[DateCommit], retrieved_at: float) -> list[CommitResult]:
         statements, spans = batch_statements(items, retrieved_at)

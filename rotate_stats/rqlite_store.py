@@ -5,12 +5,26 @@ rqlite has no BEGIN/COMMIT sessions: a batch's whole commit is one
 entry, all or nothing. Statements are sent *parameterised* (``[sql, p1, ...]``,
 ``?`` placeholders only) so values never pass through client-side escaping.
 
-Several hosts: requests go to the first host that answers. A host that cannot
-be reached, times out, or answers 503 (no leader known to it) is skipped for
-the next one; a follower that answers is fine, since rqlite (v6.3+) forwards
-to the leader, and an older one's 301 is followed by pyrqlite. Every request
-has a timeout; a host gets ``attempts`` tries (pyrqlite alone would try ten
-times on the same host, 10 x timeout, before giving up).
+Several hosts, and elections: requests go to the first host that answers.
+Answers that mean "no leader right now" or "the leader went away" are
+*transient* (``classify``): HTTP 503; HTTP 500 saying leader not found / not
+leader / store not open; a top-level error from a node that failed to forward
+to the leader (broken pipe, connection reset or refused, EOF); a host that
+cannot be reached or times out. A transient answer moves on to the next host;
+when every host gave one, the request waits (backoff 0.1 s doubling to 2 s)
+and goes round again until ``retry_for`` seconds have passed, logging one
+warning per wait. Then it fails naming every host and its last answer.
+A follower that answers is fine: rqlite (v6.3+) forwards to the leader, and
+an older one's 301 is followed by pyrqlite. Every request has a timeout; a
+host gets ``attempts`` tries per round (pyrqlite alone would try ten times on
+the same host, 10 x timeout, before giving up).
+
+Resending is safe because every write the job sends is idempotent: a batch
+commit adds a claim only if the ledger lacks it (``database``), and a
+migration's transaction first inserts its record, so a resend fails on that
+record and ``apply_migration`` then finds it applied. Answers that no wait
+will change - a wrong password or missing permission (401), a certificate
+that does not verify, an SQL error - fail at once.
 
 Read consistency: no read decides a write here - the merge runs inside the
 write transaction (see ``database``). The migrations listing is read with
@@ -22,7 +36,7 @@ pyrqlite's sharp edges handled here: it ignores a top-level ``"error"`` and
 its ``executemany`` only logs per-statement errors, so every response is
 checked here and any error raises ``StoreError``. A request whose response
 is lost is resent: for a commit that is safe because the ledger makes a
-second application add nothing (``tests/integration/test_rqlite.py``).
+second application add nothing (``tests/integration/test_store.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +44,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,7 +71,38 @@ log = logging.getLogger("rotate_stats")
 
 
 class _Unavailable(Exception):
-    """This host cannot serve the request now; the next host may."""
+    """This host cannot serve the request now; another host, or a later try, may."""
+
+
+# Substrings (lower case) of rqlite's answers while a cluster has no usable leader.
+_LEADERLESS = ("leader not found", "not leader", "leadership lost", "store not open")
+# ... and of a node's failure to forward a request to a leader that went away.
+_FORWARDING = (
+    "failed to process",
+    "remote node",
+    "broken pipe",
+    "connection reset",
+    "connection refused",
+    "eof",
+    "pool get",
+    "i/o timeout",
+)
+
+
+def is_transient(status: int, text: str) -> bool:
+    """Does this answer mean "no leader now / the leader went away" (worth a retry)?
+
+    ``text`` is the body for a non-200 status, else the request's top-level
+    ``error``. A statement's own error (SQL) is never transient.
+    """
+    lowered = text.lower()
+    if status == 503:
+        return True
+    if status == 500:
+        return any(marker in lowered for marker in _LEADERLESS)
+    if status == 200:
+        return any(marker in lowered for marker in _LEADERLESS + _FORWARDING)
+    return False
 
 
 class _Connection(Connection):  # type: ignore[misc]
@@ -103,6 +149,7 @@ class RqliteStore:
         timeout: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
         attempts: int = 2,
+        retry_for: float = 60.0,
     ) -> None:
         if not hosts:
             raise ValueError("at least one rqlite host is needed")
@@ -112,6 +159,8 @@ class RqliteStore:
         self._password = password
         self.timeout = timeout
         self.attempts = attempts
+        self.retry_for = retry_for
+        self._accepted = False  # a request with these credentials succeeded
         self._ssl_context = (
             ssl_context if ssl_context is not None or not tls else tls_context(None, False)
         )
@@ -143,26 +192,48 @@ class RqliteStore:
         return f"rqlite at {host}:{port}"
 
     def _request(self, method: str, path: str, body: list[Any] | None) -> list[dict[str, Any]]:
-        """Send to the current host, moving on to the next when one is unavailable."""
-        failures: list[str] = []
-        for step in range(len(self.hosts)):
-            index = (self._current + step) % len(self.hosts)
-            try:
-                results = self._request_one(index, method, path, body)
-            except _Unavailable as exc:
-                failures.append(f"{self._where(index)}: {exc}")
-                log.warning("%s unavailable (%s); trying the next host", self._where(index), exc)
-                continue
-            self._current = index
-            return results
-        raise StoreError(
-            self.description, "no host could serve the request: " + "; ".join(failures)
-        )
+        """Send to the current host; on transient answers, the next, then wait and repeat."""
+        deadline = time.monotonic() + self.retry_for
+        started = time.monotonic()
+        delay = 0.1
+        waiting = False
+        while True:
+            answers: list[str] = []
+            for step in range(len(self.hosts)):
+                index = (self._current + step) % len(self.hosts)
+                try:
+                    results = self._request_one(index, method, path, body)
+                except _Unavailable as exc:
+                    answers.append(f"{self._where(index)}: {exc}")
+                    log.debug("%s unavailable (%s); trying the next host", self._where(index), exc)
+                    continue
+                self._current = index
+                self._accepted = True
+                if waiting:
+                    log.warning(
+                        "%s served the request after %.1fs", self._where(index),
+                        time.monotonic() - started,
+                    )  # fmt: skip
+                return results
+            if time.monotonic() + delay > deadline:
+                raise StoreError(
+                    self.description,
+                    f"no host could serve the request within {self.retry_for:g}s "
+                    "(ROTATE_STATS_DATABASE_RETRY_FOR): " + "; ".join(answers),
+                )
+            if not waiting:
+                waiting = True
+                log.warning(
+                    "rqlite cannot serve the request now (no leader, or the leader went away); "
+                    "retrying for up to %gs: %s", self.retry_for, "; ".join(answers),
+                )  # fmt: skip
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     def _request_one(
         self, index: int, method: str, path: str, body: list[Any] | None
     ) -> list[dict[str, Any]]:
-        """One host; raises _Unavailable to try the next one, StoreError to stop."""
+        """One host; raises _Unavailable to try elsewhere or later, StoreError to stop."""
         where = self._where(index)
         payload = None if body is None else json.dumps(body)
         headers = {"Content-Type": "application/json"}
@@ -172,27 +243,56 @@ class RqliteStore:
             )
             status = response.status
             text = response.read().decode("utf-8", "replace")
+        except ssl.SSLCertVerificationError as exc:
+            raise StoreError(
+                where,
+                f"TLS certificate verification failed: {exc.verify_message or exc} "
+                "(set ROTATE_STATS_RQLITE_CA_FILE to the CA that signed the server's certificate)",
+            ) from exc
+        except ssl.SSLError as exc:
+            raise StoreError(
+                where, f"TLS handshake failed: {exc} (is this an rqlites:// server?)"
+            ) from exc
         except (OSError, pyrqlite.Error, ValueError) as exc:
             raise _Unavailable(f"unreachable: {exc}") from exc
         except Exception as exc:  # http.client.HTTPException and friends
             raise _Unavailable(f"unreachable: {type(exc).__name__}: {exc}") from exc
         if status == 401:
-            raise StoreError(where, "authentication failed (HTTP 401): check user and password")
-        if status == 503:
-            raise _Unavailable(f"HTTP 503: {text.strip()[:200]}")
+            raise StoreError(where, self._refused(method, path))
         if status != 200:
+            if is_transient(status, text):
+                raise _Unavailable(f"HTTP {status}: {text.strip()[:200]}")
             raise StoreError(where, f"HTTP {status}: {text.strip()[:200]}")
         try:
             data = json.loads(text)
         except ValueError as exc:
             raise StoreError(where, f"not JSON: {text[:200]!r}") from exc
         if data.get("error"):
-            raise StoreError(where, f"request failed: {data['error']}")
+            error = str(data["error"])
+            if is_transient(200, error):
+                raise _Unavailable(f"request failed: {error[:200]}")
+            raise StoreError(where, f"request failed: {error}")
         results: list[dict[str, Any]] = data.get("results", [])
         for i, result in enumerate(results):
             if "error" in result:
                 raise StoreError(where, f"statement {i + 1} failed: {result['error']}")
         return results
+
+    def _refused(self, method: str, path: str) -> str:
+        """The message for a 401: bad credentials, or a user lacking a permission."""
+        endpoint = path.split("?", 1)[0]
+        permission = {"/db/execute": "execute", "/db/query": "query"}.get(endpoint, endpoint)
+        if self.user is None:
+            return "HTTP 401: the server wants a user and password (rqlite://user:password@host)"
+        if self._accepted:
+            return (
+                f"HTTP 401 on {method} {endpoint}: user {self.user!r} lacks the "
+                f'{permission!r} permission (rqlited -auth file, "perms")'
+            )
+        return (
+            f"HTTP 401 on {method} {endpoint}: wrong password for user {self.user!r}, "
+            f"or the user lacks the {permission!r} permission"
+        )
 
     def _transaction(self, statements: Sequence[Statement]) -> list[int]:
         body = [[sql, *params] for sql, params in statements]
@@ -218,7 +318,12 @@ class RqliteStore:
         return [str(r[0]) for r in self._query(SELECT_MIGRATIONS, (), "strong")]
 
     def apply_migration(self, migration: Migration) -> None:
-        self._transaction(migration_statements(migration))
+        try:
+            self._transaction(migration_statements(migration))
+        except StoreError:
+            # A resent request (its first answer lost) or another run applied it.
+            if migration.name not in self.applied_migrations():
+                raise
 
     def commit(self, items: Sequence[DateCommit], retrieved_at: float) -> list[CommitResult]:
         statements, spans = batch_statements(items, retrieved_at)

@@ -34,6 +34,10 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
         "refuse a run whose plan spans more dates than this (3660)",
     ),
     "ROTATE_STATS_DATABASE_TIMEOUT": ("database_timeout", "seconds per database request (10)"),
+    "ROTATE_STATS_DATABASE_RETRY_FOR": (
+        "database_retry_for",
+        "seconds rqlite requests are retried while the cluster has no leader (60)",
+    ),
     "ROTATE_STATS_RQLITE_CA_FILE": (
         "rqlite_ca_file",
         "CA bundle (PEM) to verify rqlites:// servers signed by a private CA",
@@ -81,6 +85,7 @@ class Settings:
     lock_ttl: float = 300.0
     max_backlog_days: int = 3660
     database_timeout: float = 10.0
+    database_retry_for: float = 60.0
     rqlite_ca_file: str | None = None
     rqlite_insecure: bool = False
     scan_orphans: bool = True
@@ -108,6 +113,11 @@ class Settings:
             ("lock_ttl", 1 <= self.lock_ttl <= 86400, "seconds from 1 to 86400"),
             ("max_backlog_days", self.max_backlog_days >= 1, "a positive integer"),
             ("database_timeout", 0 < self.database_timeout <= 3600, "seconds, 0 < t <= 3600"),
+            (
+                "database_retry_for",
+                0 <= self.database_retry_for <= 86400,
+                "seconds from 0 to 86400",
+            ),
             ("log_level", self.log_level in _LOG_LEVELS, f"one of {', '.join(_LOG_LEVELS)}"),
             (
                 "rqlite_ca_file",

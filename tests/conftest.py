@@ -156,15 +156,16 @@ def open_backend(
     return RqliteStore([(node.host, node.port)])
 
 
-BACKENDS = [
-    "sqlite",
-    "rqlite",
-    pytest.param("rqlite-real", marks=pytest.mark.rqlited),
-]
+BACKENDS = ["sqlite", "rqlite", "rqlite-real"]
 """SQLite, the rqlite emulator, and a real single-node rqlited (skipped without a binary)."""
 
 
-@pytest.fixture(params=BACKENDS)
+def backend_marks(backend: str) -> list[pytest.MarkDecorator]:
+    """Marks of tests on that backend (``-m rqlited`` selects the real-server ones)."""
+    return [pytest.mark.rqlited] if backend == "rqlite-real" else []
+
+
+@pytest.fixture(params=[pytest.param(b, marks=backend_marks(b)) for b in BACKENDS])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

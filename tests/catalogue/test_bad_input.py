@@ -27,7 +27,7 @@ from rotate_stats.database import migrate
 from rotate_stats.dates import iso, last_stable, parse_iso, today
 from rotate_stats.rqlite_store import RqliteStore
 from tests.cli.test_cli import Database, Run
-from tests.conftest import BACKENDS
+from tests.conftest import BACKENDS, backend_marks
 from tests.helpers import foreign_job, free_port, redis_dump
 from tests.rqlite_emulator import start_emulator
 
@@ -433,6 +433,7 @@ for _id, _var, _value, _expected in [
     ("max-backlog-days-zero", "ROTATE_STATS_MAX_BACKLOG_DAYS", "0", ("a positive integer",)),
     ("lock-ttl-zero", "ROTATE_STATS_LOCK_TTL", "0", ("seconds from 1 to 86400",)),
     ("database-timeout-zero", "ROTATE_STATS_DATABASE_TIMEOUT", "0", ("0 < t <= 3600",)),
+    ("retry-for-negative", "ROTATE_STATS_DATABASE_RETRY_FOR", "-1", ("seconds from 0 to 86400",)),
     ("strict-not-a-boolean", "ROTATE_STATS_STRICT", "maybe", ("1/0",)),
     ("log-level-unknown", "ROTATE_STATS_LOG_LEVEL", "LOUD", ("DEBUG, INFO, WARNING",)),
 ]:
@@ -452,7 +453,9 @@ def _no_database_url(ctx: Ctx) -> Expect:
 def _rqlite_down(ctx: Ctx) -> Expect:
     port = free_port()  # nothing listens there
     url = f"rqlite://ops:{SECRET}@127.0.0.1:{port}"
-    return Expect(1, (f"127.0.0.1:{port}",), env={"ROTATE_STATS_DATABASE_URL": url}, secret=SECRET)
+    env = {"ROTATE_STATS_DATABASE_URL": url, "ROTATE_STATS_DATABASE_RETRY_FOR": "1"}
+    names = (f"127.0.0.1:{port}", "within 1s", "Connection refused")
+    return Expect(1, names, env=env, secret=SECRET)
 
 
 @case(USAGE_CASES, "wrong-rqlite-credentials")
@@ -468,7 +471,7 @@ def _rqlite_wrong_password(ctx: Ctx) -> Expect:
     url = f"rqlite://u:{SECRET}@{node.host}:{node.port}"
     return Expect(
         1,
-        (f"{node.host}:{node.port}", "authentication failed"),
+        (f"{node.host}:{node.port}", "HTTP 401", "wrong password for user 'u'"),
         env={"ROTATE_STATS_DATABASE_URL": url},
         secret=SECRET,
         query=query_of(store),
@@ -480,7 +483,11 @@ def _rqlite_wrong_password(ctx: Ctx) -> Expect:
 
 @pytest.mark.parametrize(
     ("c", "backend"),
-    [pytest.param(c, b, id=f"{c.id}-{b}") for c in DB_CASES for b in BACKENDS],
+    [
+        pytest.param(c, b, id=f"{c.id}-{b}", marks=backend_marks(b))
+        for c in DB_CASES
+        for b in BACKENDS
+    ],
 )
 def test_bad_data(
     c: Case,
@@ -507,7 +514,7 @@ def test_bad_usage(
     exercise(c, run, redis_client, database, tmp_path)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", [pytest.param(b, marks=backend_marks(b)) for b in BACKENDS])
 def test_negative_count_default_mode_rotates_and_reports(
     backend: str, run: Run, redis_client: redis.Redis, database: Database
 ) -> None:

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from rotate_stats.database import migrate
+from rotate_stats.migrations import load
 from rotate_stats.errors import StoreError
 from rotate_stats.rotate import RotateOptions, rotate
 from rotate_stats.rqlite_store import RqliteStore
@@ -92,17 +93,37 @@ def test_no_host_available_is_a_store_error_and_changes_nothing(
     redis_client: redis.Redis, cluster: list[EmulatorHandle]
 ) -> None:
     leader, *_ = cluster
-    store = RqliteStore([(leader.host, leader.port)])
+    store = RqliteStore([(leader.host, leader.port)], retry_for=0.5)
     migrate(store)
     foreign_job(redis_client, D, "sync", "completed")
     before = redis_dump(redis_client)
     leader.set_leader(False)
-    with pytest.raises(StoreError, match="leader not found"):
+    with pytest.raises(StoreError, match=r"within 0.5s .*leader not found"):
         rotate(redis_client, store, now=NOW)
     assert redis_dump(redis_client) == before
     leader.set_leader(True)
     assert rotate(redis_client, store, now=NOW).error is None
     assert_conserved(redis_client, store, written_by([(D, "sync", "completed")]))
+    store.close()
+
+
+def test_a_leaderless_spell_is_waited_out_within_the_retry_window(
+    redis_client: redis.Redis, cluster: list[EmulatorHandle], caplog: pytest.LogCaptureFixture
+) -> None:
+    leader, f1, f2 = cluster
+    store = RqliteStore([(f1.host, f1.port), (f2.host, f2.port)], retry_for=30)
+    migrate(store)
+    foreign_job(redis_client, D, "sync", "completed")
+    for node in cluster:
+        node.set_leader(False)
+    back = threading.Timer(1.5, lambda: [node.set_leader(True) for node in cluster])
+    back.start()
+    report = rotate(redis_client, store, now=NOW)
+    back.join()
+    assert report.error is None
+    assert_conserved(redis_client, store, written_by([(D, "sync", "completed")]))
+    waits = [r for r in caplog.records if "retrying for up to 30s" in r.getMessage()]
+    assert len(waits) == 1  # one warning per wait, not one per retry
     store.close()
 
 
@@ -159,6 +180,19 @@ def test_lost_commit_response_is_resent_and_counted_once(
     assert report.error is None
     assert executes(node) - before == 2  # the commit was sent twice...
     assert_conserved(redis_client, store, written_by(jobs))  # ...and counted once
+    store.close()
+
+
+def test_lost_migration_response_is_resent_and_recognised_as_applied(
+    make_node: Callable[..., EmulatorHandle],
+) -> None:
+    node = make_node("lossy-migrate")
+    store = RqliteStore([(node.host, node.port)])
+    node.faults.drop_responses(1)  # the first migration is applied, its answer lost
+    names = [m.name for m in load()]
+    assert migrate(store) == names
+    assert executes(node) == len(names) + 1  # the first was sent twice
+    assert store.applied_migrations() == names
     store.close()
 
 

@@ -15,12 +15,13 @@ from rotate_stats.database import (
     DateCommit,
     Store,
     migrate,
+    migration_statements,
     pending_migrations,
     require_migrated,
 )
 from rotate_stats.errors import NotMigrated, StoreError
 from rotate_stats.invariants import DayCounts
-from rotate_stats.migrations import load
+from rotate_stats.migrations import Migration, load
 from rotate_stats.report import ExitCode
 from rotate_stats.rotate import RotateOptions, rotate
 from tests.helpers import foreign_write, redis_dump, stored_tally, tally_redis
@@ -48,6 +49,33 @@ def test_migrate_applies_in_order_once(bare_store: Store) -> None:
     assert migrate(bare_store) == [m.name for m in load()]
     assert bare_store.applied_migrations() == [m.name for m in load()]
     assert migrate(bare_store) == [] and pending_migrations(bare_store) == []
+
+
+def schema(store: Store) -> list[tuple[object, ...]]:
+    sql = "SELECT type, name, sql FROM sqlite_master ORDER BY type, name"
+    if hasattr(store, "_query") and store.description.startswith("rqlite"):
+        return [tuple(r) for r in store._query(sql, (), "strong")]  # type: ignore[attr-defined]
+    return [tuple(r) for r in store._query(sql)]  # type: ignore[attr-defined]
+
+
+def test_a_resent_migration_changes_nothing_and_is_reported_applied(bare_store: Store) -> None:
+    """What a retry after a lost answer does: the very same transaction arrives twice."""
+    migrate(bare_store)
+    before = schema(bare_store)
+    records = bare_store.applied_migrations()
+    for migration in load():
+        with pytest.raises(StoreError, match="UNIQUE"):  # the raw resend fails on its record...
+            run_sql(bare_store, *migration_statements(migration))
+        bare_store.apply_migration(migration)  # ...which apply_migration recognises: success
+    assert schema(bare_store) == before and bare_store.applied_migrations() == records
+
+
+def test_a_failing_migration_is_still_an_error(bare_store: Store) -> None:
+    """Recognising "already applied" must not swallow real failures."""
+    broken = Migration("0000_broken", ("CREATE TABLE t (",))
+    with pytest.raises(StoreError, match="syntax error|incomplete input"):
+        bare_store.apply_migration(broken)
+    assert broken.name not in bare_store.applied_migrations()
 
 
 def test_migrate_adopts_an_existing_table_untouched(bare_store: Store) -> None:

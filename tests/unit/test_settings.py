@@ -30,6 +30,7 @@ def test_defaults_from_empty_environment() -> None:
     assert s.lock_ttl == 300.0
     assert s.max_backlog_days == 3660
     assert s.database_timeout == 10.0
+    assert s.database_retry_for == 60.0
     assert s.strict is False
     assert s.log_level == "INFO"
 
@@ -42,6 +43,7 @@ def test_every_known_variable_is_read() -> None:
         "ROTATE_STATS_LOCK_TTL": "12.5",
         "ROTATE_STATS_MAX_BACKLOG_DAYS": "40",
         "ROTATE_STATS_DATABASE_TIMEOUT": "2.5",
+        "ROTATE_STATS_DATABASE_RETRY_FOR": "0",
         "ROTATE_STATS_STRICT": "1",
         "ROTATE_STATS_LOG_LEVEL": "debug",
         "ROTATE_STATS_RQLITE_CA_FILE": __file__,
@@ -56,6 +58,7 @@ def test_every_known_variable_is_read() -> None:
     assert s.lock_ttl == 12.5
     assert s.max_backlog_days == 40
     assert s.database_timeout == 2.5
+    assert s.database_retry_for == 0
     assert s.strict is True
     assert s.log_level == "DEBUG"
     assert s.rqlite_ca_file == __file__ and s.rqlite_insecure is True
