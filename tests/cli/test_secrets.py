@@ -13,23 +13,34 @@ import pytest
 import redis
 
 from rotate_stats.dates import parse_iso
-from tests.conftest import RedisServer, require_binary
+from tests.conftest import RedisServer, require_binary, require_rqlited
 from tests.helpers import foreign_job
+from tests.real_rqlite import RqlitedNode
 from tests.rqlite_emulator import EmulatorHandle, start_emulator
 
 REDIS_SECRET = "r3dis-Hunter2"
 RQLITE_SECRET = "rql1te-Swordfish"
 
 
-@pytest.fixture
-def secured(tmp_path: Path) -> Iterator[tuple[RedisServer, EmulatorHandle]]:
-    """A redis-server with requirepass and an rqlite emulator with Basic auth."""
+@pytest.fixture(params=["rqlite", pytest.param("rqlite-real", marks=pytest.mark.rqlited)])
+def secured(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[RedisServer, EmulatorHandle | RqlitedNode]]:
+    """A redis-server with requirepass and an rqlite (emulator or real) with Basic auth."""
     server = RedisServer(require_binary("redis-server"), tmp_path, "--requirepass", REDIS_SECRET)
     creds = [{"username": "rotate", "password": RQLITE_SECRET, "perms": ["all"]}]
     (tmp_path / "auth.json").write_text(json.dumps(creds))
-    node = start_emulator(tmp_path / "rqlite", auth_file=tmp_path / "auth.json")
+    node: EmulatorHandle | RqlitedNode
+    if request.param == "rqlite":
+        node = start_emulator(tmp_path / "rqlite", auth_file=tmp_path / "auth.json")
+    else:
+        node = RqlitedNode(
+            require_rqlited(), tmp_path / "rqlited", "secured",
+            auth_file=tmp_path / "auth.json", credentials=("rotate", RQLITE_SECRET),
+        ).start()  # fmt: skip
+        node.wait_ready()
     yield server, node
-    node.stop()
+    (node.stop if isinstance(node, EmulatorHandle) else node.kill)()
     server.stop()
 
 
@@ -42,7 +53,7 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_passwords_never_printed(secured: tuple[RedisServer, EmulatorHandle]) -> None:
+def test_passwords_never_printed(secured: tuple[RedisServer, EmulatorHandle | RqlitedNode]) -> None:
     server, node = secured
     client = redis.Redis(port=server.port, password=REDIS_SECRET)
     foreign_job(client, parse_iso("2024-06-10"), "sync", "completed")
