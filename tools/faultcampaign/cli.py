@@ -4,36 +4,68 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from types import FrameType
 
 from rotate_stats.dates import today
 
+from .cluster import rqlited_binary
 from .runner import RedisServer, run_scenario
 from .scenario import generate
+
+BACKENDS = ("sqlite", "rqlite", "rqlite-real")
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    """SIGINT/SIGTERM: unwind through every ``finally`` (servers are stopped by PID)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tools/campaign", description=__doc__)
     parser.add_argument("--seed", type=int, required=True, help="first scenario's seed")
     parser.add_argument("--runs", type=int, required=True, help="number of scenarios")
-    parser.add_argument("--backend", choices=("sqlite", "rqlite"), required=True)
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        required=True,
+        help="sqlite: a file; rqlite: the in-process emulator; rqlite-real: a real 3-node "
+        "rqlited cluster per scenario (ROTATE_STATS_TEST_RQLITED, else rqlited on PATH)",
+    )
     parser.add_argument("--workdir", type=Path, help="keep scenario files here")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the files of passing scenarios too (logs)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.CRITICAL)  # runs report through the oracle, not logs
+    rqlited = None
+    if args.backend == "rqlite-real":
+        rqlited, version = rqlited_binary()
+        print(f"rqlited {version}: {rqlited}", flush=True)
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, _interrupted)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="campaign-"))
     workdir.mkdir(parents=True, exist_ok=True)
     server = RedisServer(workdir / "redis")
     faults: Counter[str] = Counter()
+    happened: Counter[str] = Counter()
+    exits: Counter[str] = Counter()
     increments = lost = doubled = failed = 0
     started = time.monotonic()
+    done = 0
     try:
         for i in range(args.runs):
             scenario = generate(args.seed + i, args.backend, today(time.time()))
-            outcome = run_scenario(scenario, server, workdir)
+            outcome = run_scenario(scenario, server, workdir, rqlited, keep=args.keep)
             faults.update(scenario.faults)
+            happened.update(outcome.happened)
+            exits.update(outcome.exits)
             increments += outcome.increments
             lost += outcome.verdict.lost
             doubled += outcome.verdict.doubled
@@ -46,11 +78,24 @@ def main(argv: list[str] | None = None) -> int:
                 for problem in outcome.problems:
                     print(f"  {problem}", flush=True)
                 print(f"  files: {workdir / f's{scenario.seed}'}", flush=True)
-            if (i + 1) % 25 == 0:
-                print(f"... {i + 1} scenarios, {time.monotonic() - started:.0f}s", flush=True)
+            done = i + 1
+            if done % 25 == 0:
+                print(f"... {done} scenarios, {time.monotonic() - started:.0f}s", flush=True)
+    except KeyboardInterrupt as exc:  # everything was stopped on the way out
+        print(f"interrupted ({exc}) after {done} complete scenarios", flush=True)
+        return 130
     finally:
         server.stop()
-    print("faults: " + ", ".join(f"{k}={v}" for k, v in sorted(faults.items())))
+    print("faults: " + _tally(faults))
+    if happened:
+        print(
+            "cluster, as it happened: " + ", ".join(f"{k}={v}" for k, v in sorted(happened.items()))
+        )
+    print("rotator exits: " + _tally(exits))
     print(f"failed scenarios: {failed} ({time.monotonic() - started:.0f}s)")
     print(f"scenarios={args.runs} increments={increments} lost={lost} doubled={doubled}")
     return 1 if lost or doubled or failed else 0
+
+
+def _tally(counts: Counter[str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))

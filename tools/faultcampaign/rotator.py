@@ -10,7 +10,16 @@ wrapping the step functions so that, on the ``nth`` time ``point`` is reached:
   sends SIGCONT later);
 - ``lost-response``: the commit is applied, then the run fails as if its
   response had been lost;
-- ``lost-request``: the run fails just before the commit, which never happens.
+- ``lost-request``: the run fails just before the commit, which never happens;
+- ``leader-kill`` (``--backend rqlite-real``): as the ``nth`` commit starts, the
+  run finds the rqlite leader (``/status`` of each node listed in the file
+  named by ``CAMPAIGN_RQLITE_NODES``) and SIGKILLs it by PID ``--delay-ms``
+  later, from a thread, while the commit goes on: the commit is in flight,
+  applied or not, when the leader dies.
+
+With ``CAMPAIGN_WALKING_DIR`` set, the process creates ``walking-<pid>`` there when
+it first reaches ``claim-before``: the campaign kills the rqlite leader only
+while some run is walking, not while Python starts up.
 
 ``--lockless`` makes the run ignore the lock, as a run whose lock expired or
 was deleted would: overlapping runs then race on claims, commits and releases.
@@ -24,9 +33,13 @@ The library itself has no test hooks; everything is patched here.
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +50,8 @@ from rotate_stats.redis_side import RedisSide
 from rotate_stats.rqlite_store import RqliteStore
 
 POINTS = ("claim-before", "claim-after", "commit-after", "release-before", "release-after")
-FAULTS = ("none", "kill", "stop", "lost-response", "lost-request")
+FAULTS = ("none", "kill", "stop", "lost-response", "lost-request", "leader-kill")
+WALKING_VARIABLE = "CAMPAIGN_WALKING_DIR"  # rqlite-real: where to say "my walk has begun"
 
 
 def main() -> int:
@@ -49,11 +63,15 @@ def main() -> int:
         "--lockless", action="store_true", help="ignore the lock (as if it had expired)"
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs, one after the other")
+    parser.add_argument("--delay-ms", type=int, default=0, help="leader-kill: delay")
     args, rest = parser.parse_known_args()
     seen: dict[str, int] = {}
 
     def reached(point: str) -> None:
         seen[point] = seen.get(point, 0) + 1
+        if point == "claim-before" and seen[point] == 1 and os.environ.get(WALKING_VARIABLE):
+            # tell the campaign this run is past start-up and into its walk
+            open(os.path.join(os.environ[WALKING_VARIABLE], f"walking-{os.getpid()}"), "w").close()
         if point != args.point or seen[point] != args.nth:
             return
         if args.fault == "kill":
@@ -83,8 +101,11 @@ def main() -> int:
         real_commit = store.commit
 
         def commit(self: Any, items: Any, at: float, _real: Any = real_commit) -> Any:
-            if args.fault == "lost-request" and _nth_commit(seen) == args.nth:
+            nth = _nth_commit(seen)
+            if args.fault == "lost-request" and nth == args.nth:
                 raise StoreError("campaign", "request lost before the database saw it")
+            if args.fault == "leader-kill" and nth == args.nth:
+                _kill_leader_soon(args.delay_ms / 1000)
             result = _real(self, items, at)
             reached("commit-after")
             if args.fault == "lost-response" and seen["commit-after"] == args.nth:
@@ -101,6 +122,35 @@ def main() -> int:
 def _nth_commit(seen: dict[str, int]) -> int:
     seen["commit-before"] = seen.get("commit-before", 0) + 1
     return seen["commit-before"]
+
+
+def _kill_leader_soon(delay: float) -> None:
+    """SIGKILL the rqlite leader ``delay`` seconds from now (in a thread); no leader, no kill."""
+    listed = os.environ.get("CAMPAIGN_RQLITE_NODES")
+    if not listed:
+        return
+    for node in json.loads(open(listed).read()):
+        conn = http.client.HTTPConnection(node["host"], node["port"], timeout=0.5)
+        try:
+            conn.request("GET", "/status")
+            status = json.loads(conn.getresponse().read())
+        except (OSError, ValueError, http.client.HTTPException):
+            continue
+        finally:
+            conn.close()
+        if status.get("store", {}).get("raft", {}).get("state") != "Leader":
+            continue
+        # not a daemon: the process waits for it before exiting
+        threading.Thread(target=_kill_after, args=(int(node["pid"]), delay)).start()
+        return
+
+
+def _kill_after(pid: int, delay: float) -> None:
+    time.sleep(delay)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 if __name__ == "__main__":

@@ -4,11 +4,14 @@ Writers are threads of this process; rotators are subprocesses
 (``tools.faultcampaign.rotator``) so they can be SIGKILLed and SIGSTOPped.
 Redis restarts wait for writers to be between operations (a write gate), so
 that every increment a writer saw acknowledged is known, and nothing is in
-flight when the server dies.
+flight when the server dies. The store is an SQLite file, the in-process
+rqlite emulator, or a real three-node rqlited cluster (``cluster.py``), fresh
+for each scenario, and always shut down when the scenario ends, however it ends.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
@@ -18,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +31,12 @@ import redis
 from rotate_stats import Recorder, family
 from rotate_stats.database import SqliteStore, Store, migrate
 from rotate_stats.dates import last_stable
-from rotate_stats.errors import LockHeld
+from rotate_stats.errors import LockHeld, StoreError
 from rotate_stats.redis_side import RedisSide
 from rotate_stats.rotate import RotateOptions, rotate
 from rotate_stats.rqlite_store import RqliteStore
 
+from .cluster import ClusterBackend
 from .oracle import Oracle, Verdict, judge
 from .scenario import RotatorPlan, Scenario
 
@@ -99,6 +104,8 @@ class Outcome:
     verdict: Verdict
     increments: int
     problems: list[str] = field(default_factory=list)
+    exits: Counter[str] = field(default_factory=Counter)  # rotator processes by exit
+    happened: Counter[str] = field(default_factory=Counter)  # cluster faults as they happened
 
     @property
     def failed(self) -> bool:
@@ -113,6 +120,7 @@ class Writers:
         self.gate = threading.Lock()  # held per operation; a restart takes it
         self.clients: list[redis.Redis] = []
         self.errors: list[str] = []
+        self.stopping = threading.Event()  # set when the scenario is abandoned (Ctrl-C)
         self.threads = [
             threading.Thread(target=self._run, args=(i, i < scenario.recorder_writers))
             for i in range(scenario.recorder_writers + scenario.foreign_writers)
@@ -138,6 +146,8 @@ class Writers:
         rec = Recorder(client)
         set_if_lower = client.register_script(SET_IF_LOWER)
         for _ in range(self.scenario.ops_per_writer):
+            if self.stopping.is_set():
+                return
             d = rng.choice(self.scenario.dates)
             event = rng.choice(family.EVENTS)
             key = _breakdown(event, rng)
@@ -179,6 +189,7 @@ class Backend:
     def __init__(self, kind: str, directory: Path) -> None:
         self.kind, self.directory = kind, directory
         self.node = None
+        self.background: list[threading.Thread] = []  # outages in progress
         if kind == "rqlite":
             sys.path.insert(0, str(ROOT))
             from tests.rqlite_emulator import start_emulator
@@ -211,7 +222,14 @@ class Backend:
         if self.node is not None:
             self.node.faults.drop_responses(1)
 
+    def settle(self) -> None:
+        """Wait for outages in progress to end."""
+        for thread in self.background:
+            if thread.ident is not None:
+                thread.join()
+
     def close(self) -> None:
+        self.settle()
         if self.node is not None:
             self.node.stop()
 
@@ -222,6 +240,7 @@ class Rotators:
     def __init__(self, scenario: Scenario, env: dict[str, str], logs: Path) -> None:
         self.scenario, self.env, self.logs = scenario, env, logs
         self.running: list[tuple[RotatorPlan, subprocess.Popen[bytes], float]] = []
+        self.log_paths: list[Path] = []
         self.stopped_at: dict[int, float] = {}
 
     def launch(self, plan: RotatorPlan) -> None:
@@ -230,10 +249,16 @@ class Rotators:
         args += ["--point", plan.point, "--nth", str(plan.nth)]
         args += ["--lockless"] if plan.lockless else []
         args += ["--repeat", str(plan.repeat)]
-        log = open(self.logs / f"rotator-{len(self.running)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=log)
+        args += ["--delay-ms", str(plan.kill_after_ms)] if plan.fault == "leader-kill" else []
+        path = self.logs / f"rotator-{len(self.running)}.log"
+        log = open(path, "wb")  # noqa: SIM115
+        env = dict(self.env)
+        if plan.retry_for is not None:
+            env["ROTATE_STATS_DATABASE_RETRY_FOR"] = str(plan.retry_for)
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=log)
         log.close()
         self.running.append((plan, proc, time.monotonic()))
+        self.log_paths.append(path)
 
     def tend(self, ttl: float) -> None:
         """Random kills; SIGCONT for a rotator stopped for longer than its lock's TTL."""
@@ -251,12 +276,40 @@ class Rotators:
     def busy(self) -> bool:
         return any(proc.poll() is None for _, proc, _ in self.running)
 
+    def walking(self) -> bool:
+        """A rotator past start-up, in its walk, and not frozen (``CAMPAIGN_WALKING_DIR``)."""
+        return any(
+            proc.poll() is None
+            and not _is_stopped(proc.pid)
+            and (self.logs / f"walking-{proc.pid}").exists()
+            for _, proc, _ in self.running
+        )
+
     def kill_all(self) -> None:
         for _, proc, _ in self.running:
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGCONT)
                 proc.kill()
             proc.wait()
+
+    def exits(self) -> Counter[str]:
+        """Rotator processes by exit code, with what their logs say about the database."""
+        out: Counter[str] = Counter()
+        for (_, proc, _), path in zip(self.running, self.log_paths, strict=True):
+            code = proc.returncode
+            text = path.read_text(errors="replace") if path.exists() else ""
+            label = "SIGKILL" if code == -signal.SIGKILL else str(code)
+            if code == 1:
+                if "no host could serve" in text:
+                    label += " (database unavailable: gave up)"
+                elif "rqlite" in text:
+                    label += " (other database error)"
+                elif "campaign:" in text:
+                    label += " (injected lost request/response)"
+            if "served the request after" in text:  # a WARNING the store logs
+                label += ", waited out an election"
+            out[label] += 1
+        return out
 
 
 def _is_stopped(pid: int) -> bool:
@@ -267,32 +320,109 @@ def _is_stopped(pid: int) -> bool:
         return False
 
 
-def run_scenario(scenario: Scenario, server: RedisServer, workdir: Path) -> Outcome:
-    """Run one scenario to its final clean rotation and judge it."""
+def run_scenario(
+    scenario: Scenario,
+    server: RedisServer,
+    workdir: Path,
+    rqlited: str | None = None,
+    keep: bool = False,
+) -> Outcome:
+    """Run one scenario to its final clean rotation and judge it.
+
+    ``rqlited`` is the binary for ``rqlite-real``. Whatever happens (a failure,
+    Ctrl-C), the scenario's store is shut down: every rqlited stopped by PID.
+    Its files are deleted if it passed, unless ``keep``.
+    """
     directory = workdir / f"s{scenario.seed}"
     directory.mkdir(parents=True, exist_ok=True)
     client = redis.Redis(port=server.port)
     client.flushall()
-    backend = Backend(scenario.backend, directory)
+    backend: Backend | ClusterBackend
+    if scenario.backend == "rqlite-real":
+        assert rqlited is not None
+        drop = scenario.drop_response_ms is not None
+        backend = ClusterBackend(
+            rqlited, directory / "rqlite", scenario.seed, scenario.host_order, drop
+        )
+    else:
+        backend = Backend(scenario.backend, directory)
+    try:
+        outcome = _run(scenario, server, client, backend, directory)
+    finally:
+        backend.close()
+        client.close()
+    if not outcome.failed and not keep:
+        shutil.rmtree(directory, ignore_errors=True)
+    return outcome
+
+
+def _run(
+    scenario: Scenario,
+    server: RedisServer,
+    client: redis.Redis,
+    backend: Backend | ClusterBackend,
+    directory: Path,
+) -> Outcome:
+    cluster = backend if isinstance(backend, ClusterBackend) else None
     store = backend.open()
-    migrate(store)
-    oracle = Oracle()
-    writers = Writers(scenario, server.url, oracle)
-    ttl = 1.0
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
-    env.update(
-        ROTATE_STATS_REDIS_URL=server.url,
-        ROTATE_STATS_DATABASE_URL=backend.url,
-        ROTATE_STATS_LOCK_TTL=str(ttl),
-        ROTATE_STATS_BATCH_SIZE=str(scenario.batch_size),
-        ROTATE_STATS_DATABASE_TIMEOUT="1",
-        ROTATE_STATS_LOG_LEVEL="ERROR",
-    )
-    rotators = Rotators(scenario, env, directory)
+    try:
+        migrate(store)
+        oracle = Oracle()
+        writers = Writers(scenario, server.url, oracle)
+        ttl = 1.0
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
+        env.update(
+            ROTATE_STATS_REDIS_URL=server.url,
+            ROTATE_STATS_DATABASE_URL=backend.url,
+            ROTATE_STATS_LOCK_TTL=str(ttl),
+            ROTATE_STATS_BATCH_SIZE=str(scenario.batch_size),
+            ROTATE_STATS_DATABASE_TIMEOUT="1",
+            ROTATE_STATS_LOG_LEVEL="ERROR",
+        )
+        if cluster is not None:  # warnings: a run that waited out an election says so
+            env.update(cluster.env(), CAMPAIGN_WALKING_DIR=str(directory))
+            env.update(ROTATE_STATS_LOG_LEVEL="WARNING")
+        rotators = Rotators(scenario, env, directory)
+        events = _timeline(scenario, server, client, writers, rotators, backend)
+        problems = _play(events, writers, rotators, cluster, ttl)
+        problems += writers.errors
+        exits = rotators.exits()
+        recover = None
+        if isinstance(backend, Backend):
+            backend.settle()
+        if cluster is not None:
+            problems += cluster.problems
+            try:
+                cluster.settle()
+            except RuntimeError as exc:
+                problems.append(f"the cluster did not recover: {exc}")
+            recover = _recovery(cluster)
+        problems += final_rotation(client, store, recover)
+        try:
+            verdict = judge(oracle, client, cluster.oracle_store(store) if cluster else store)
+        except StoreError as exc:
+            problems.append(f"the oracle could not read the table (no verdict): {exc}")
+            verdict = Verdict(0, 0, {}, {})
+        if verdict.refusal_mismatch:
+            problems.append(f"refusals not visible as counted: {verdict.refusal_mismatch}")
+    finally:
+        store.close()
+    happened = cluster.happened if cluster is not None else Counter[str]()
+    return Outcome(scenario, verdict, oracle.increments, problems, exits, happened)
+
+
+def _timeline(
+    scenario: Scenario,
+    server: RedisServer,
+    client: redis.Redis,
+    writers: Writers,
+    rotators: Rotators,
+    backend: Backend | ClusterBackend,
+) -> list[tuple[int, Callable[[], None]]]:
+    """(ms after the start, action) for the rotators and every fault, in time order."""
     events: list[tuple[int, Callable[[], None]]] = [
-        (p.start_ms, lambda p=p: rotators.launch(p)) for p in scenario.rotators
+        (p.start_ms, functools.partial(rotators.launch, p)) for p in scenario.rotators
     ]
-    background: list[threading.Thread] = []
 
     def restart() -> None:
         with writers.gate:
@@ -302,46 +432,83 @@ def run_scenario(scenario: Scenario, server: RedisServer, workdir: Path) -> Outc
 
     if scenario.redis_restart_ms is not None:
         events.append((scenario.redis_restart_ms, restart))
-    if scenario.db_outage is not None:
-        start, length = scenario.db_outage
-        thread = threading.Thread(target=backend.outage, args=(length / 1000,))
-        background.append(thread)
-        events.append((start, thread.start))
     if scenario.delete_earliest_ms is not None:
         events.append((scenario.delete_earliest_ms, lambda: _delete_earliest(server)))
-    if scenario.drop_response_ms is not None:
-        events.append((scenario.drop_response_ms, backend.drop_response))
+    if isinstance(backend, ClusterBackend):
+        cluster = backend
+        cluster.rotating = rotators.walking
+        cluster.restart_delay = scenario.restart_delay_ms / 1000
+        if scenario.db_outage is not None:
+            start, length = scenario.db_outage
+            spares = scenario.outage_spares
+            events.append((start, lambda: cluster.lose_quorum(length / 1000, spares)))
+        if scenario.leader_kill is not None:
+            at, after = scenario.leader_kill
+            events.append((at, lambda: cluster.kill_leader(after / 1000)))
+        if scenario.node_restart is not None:
+            at, role, after = scenario.node_restart
+            events.append((at, lambda: cluster.restart_node(role, after / 1000)))
+        if scenario.drop_response_ms is not None:
+            events.append((scenario.drop_response_ms, cluster.arm_drop))
+    else:
+        if scenario.db_outage is not None:
+            start, length = scenario.db_outage
+            thread = threading.Thread(target=backend.outage, args=(length / 1000,))
+            backend.background.append(thread)
+            events.append((start, thread.start))
+        if scenario.drop_response_ms is not None:
+            events.append((scenario.drop_response_ms, backend.drop_response))
     events.sort(key=lambda e: e[0])
+    return events
 
+
+def _play(
+    events: list[tuple[int, Callable[[], None]]],
+    writers: Writers,
+    rotators: Rotators,
+    cluster: ClusterBackend | None,
+    ttl: float,
+) -> list[str]:
+    """The timeline, until every event ran, every rotator ended and writers finished."""
     problems: list[str] = []
+    limit = 60 if cluster is None else 120  # real elections; rotators may wait them out
     t0 = time.monotonic()
     writers.start()
-    deadline = t0 + 60
-    while events or rotators.busy() or any(t.is_alive() for t in writers.threads):
-        elapsed_ms = (time.monotonic() - t0) * 1000
-        while events and events[0][0] <= elapsed_ms:
-            events.pop(0)[1]()
-        rotators.tend(ttl)
-        if time.monotonic() > deadline:
-            problems.append("timeline did not finish within 60 s")
-            break
-        time.sleep(0.01)
-    rotators.kill_all()
-    writers.join()
-    for thread in background:
-        if thread.is_alive() or thread.ident is not None:
-            thread.join()
-    problems += writers.errors
-    problems += final_rotation(client, store)
-    verdict = judge(oracle, client, store)
-    if verdict.refusal_mismatch:
-        problems.append(f"refusals not visible as counted: {verdict.refusal_mismatch}")
-    store.close()
-    backend.close()
-    client.close()
-    if not problems and not verdict.lost and not verdict.doubled:
-        shutil.rmtree(directory, ignore_errors=True)
-    return Outcome(scenario, verdict, oracle.increments, problems)
+    try:
+        while (
+            events
+            or rotators.busy()
+            or any(t.is_alive() for t in writers.threads)
+            or (cluster is not None and cluster.busy())
+        ):
+            elapsed_ms = (time.monotonic() - t0) * 1000
+            while events and events[0][0] <= elapsed_ms:
+                events.pop(0)[1]()
+            rotators.tend(ttl)
+            if cluster is not None:
+                cluster.tend()
+            if time.monotonic() > t0 + limit:
+                problems.append(f"timeline did not finish within {limit} s")
+                break
+            time.sleep(0.01)
+    except BaseException:
+        writers.stopping.set()
+        raise
+    finally:
+        rotators.kill_all()
+        writers.join()
+    return problems
+
+
+def _recovery(cluster: ClusterBackend) -> Callable[[str], None]:
+    """What the final rotation does when a run fails: wait for the cluster, and count it."""
+
+    def recover(error: str) -> None:
+        kind = "database error" if "rqlite" in error else error[:60]
+        cluster.happened[f"final rotation run failed ({kind}); retried"] += 1
+        cluster.settle()
+
+    return recover
 
 
 def _delete_earliest(server: RedisServer) -> None:
@@ -354,11 +521,15 @@ def _delete_earliest(server: RedisServer) -> None:
         c.close()
 
 
-def final_rotation(client: redis.Redis, store: Store) -> list[str]:
+def final_rotation(
+    client: redis.Redis, store: Store, recover: Callable[[str], None] | None = None
+) -> list[str]:
     """What an operator does after the storm: rotate until nothing stable is left.
 
     Orphans (keys below ``earliest``) must have been reported by the run, and are
-    then rotated with the explicit range the report suggests.
+    then rotated with the explicit range the report suggests. With ``recover``
+    (a real cluster), a run that fails on the database waits for the cluster to
+    have a leader again and is run again, as the next cron run would be.
     """
     problems: list[str] = []
     side = RedisSide(client)
@@ -374,8 +545,15 @@ def final_rotation(client: redis.Redis, store: Store) -> list[str]:
         except LockHeld:
             time.sleep(1.1)  # a killed rotator's lock expires after its TTL
             continue
+        except StoreError as exc:  # before the walk (the migrations check)
+            if recover is None:
+                raise
+            recover(str(exc))
+            continue
         if report.error is None and not _stable_keys_left(side):
             return problems
+        if report.error is not None and recover is not None:
+            recover(report.error)
     left = sorted(side.scan_dated_keys())
     problems.append(f"final rotation did not finish; dates with keys left: {left}")
     return problems

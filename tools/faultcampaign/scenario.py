@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .rotator import POINTS
 
 ROTATOR_FAULTS = ("none", "kill", "kill", "random-kill", "stop", "lost-response", "lost-request")
+# A real cluster adds a rotator that kills the rqlite leader as its commit starts.
+REAL_ROTATOR_FAULTS = (*ROTATOR_FAULTS, "leader-kill")
 
 
 @dataclass(frozen=True)
@@ -18,17 +20,21 @@ class RotatorPlan:
     fault: str
     point: str
     nth: int
-    kill_after_ms: int = 0  # random-kill: SIGKILL this long after the start
+    kill_after_ms: int = 0  # random-kill: SIGKILL this long after the start; leader-kill: delay
     lockless: bool = False  # ignores the lock, as if it had expired
     repeat: int = 1  # runs one after the other in the same process
+    retry_for: int | None = None  # ROTATE_STATS_DATABASE_RETRY_FOR, None: the default (60)
 
     def describe(self) -> str:
         who = f"{'lockless ' if self.lockless else ''}rotator@{self.start_ms}ms"
         who += f" x{self.repeat}" if self.repeat > 1 else ""
+        who += f" RETRY_FOR={self.retry_for}" if self.retry_for is not None else ""
         if self.fault == "none":
             return f"{who} clean"
         if self.fault == "random-kill":
             return f"{who} SIGKILL after {self.kill_after_ms}ms"
+        if self.fault == "leader-kill":
+            return f"{who} SIGKILLs the leader {self.kill_after_ms}ms into commit #{self.nth}"
         return f"{who} {self.fault} at {self.point} #{self.nth}"
 
 
@@ -50,6 +56,12 @@ class Scenario:
     delete_earliest_ms: int | None = None
     drop_response_ms: int | None = None  # rqlite: a commit applied, its response lost
     faults: tuple[str, ...] = field(default=())
+    # rqlite-real only (see cluster.py): db_outage is then a loss of quorum
+    host_order: tuple[int, ...] = (0, 1, 2)  # nodes in the rotators' URL
+    outage_spares: str = "leader"  # quorum loss: the node left running
+    leader_kill: tuple[int, int] | None = None  # (at ms, restart after ms)
+    node_restart: tuple[int, str, int] | None = None  # (at ms, "leader"|"follower", after ms)
+    restart_delay_ms: int = 1000  # a node killed by a rotator restarts this much later
 
     def describe(self) -> str:
         parts = [
@@ -62,8 +74,21 @@ class Scenario:
         ]
         if self.redis_restart_ms is not None:
             parts.append(f"redis SIGKILL+restart@{self.redis_restart_ms}ms")
-        if self.db_outage is not None:
+        if self.backend == "rqlite-real":
+            parts.append(f"URL lists nodes n{', n'.join(str(i + 1) for i in self.host_order)}")
+        if self.db_outage is not None and self.backend == "rqlite-real":
+            parts.append(
+                f"quorum lost@{self.db_outage[0]}ms for {self.db_outage[1]}ms "
+                f"(2 nodes SIGSTOPped, the {self.outage_spares} left running)"
+            )
+        elif self.db_outage is not None:
             parts.append(f"database unreachable@{self.db_outage[0]}ms for {self.db_outage[1]}ms")
+        if self.leader_kill is not None:
+            at, after = self.leader_kill
+            parts.append(f"leader SIGKILL@{at}ms (during a rotation), restarted {after}ms later")
+        if self.node_restart is not None:
+            at, role, after = self.node_restart
+            parts.append(f"{role} SIGKILL@{at}ms, restarted {after}ms later")
         if self.delete_earliest_ms is not None:
             parts.append(f"earliest deleted@{self.delete_earliest_ms}ms")
         if self.drop_response_ms is not None:
@@ -76,16 +101,17 @@ def generate(seed: int, backend: str, today: int) -> Scenario:
     rng = random.Random(seed)
     first = today - rng.randint(8, 30)
     dates = tuple(range(first, first + rng.randint(2, 6)))
+    real = backend == "rqlite-real"
     rotators = []
     for _ in range(rng.randint(1, 4)):
-        fault = rng.choice(ROTATOR_FAULTS)
+        fault = rng.choice(REAL_ROTATOR_FAULTS if real else ROTATOR_FAULTS)
         rotators.append(
             RotatorPlan(
                 start_ms=rng.randint(0, 700),
                 fault=fault,
                 point=rng.choice(POINTS),
                 nth=rng.randint(1, 3),
-                kill_after_ms=rng.randint(50, 900) if fault == "random-kill" else 0,
+                kill_after_ms=_delay_ms(fault, rng),
                 lockless=rng.random() < 0.25,
             )
         )
@@ -95,15 +121,16 @@ def generate(seed: int, backend: str, today: int) -> Scenario:
         rotators = list(pattern(rng))
         if pattern in (_pickup_under_load, _lockless_crowd):  # writers flat out
             ops, write_seconds = rng.randint(1500, 3000), 0.0
-    faults = [r.fault if r.fault != "kill" else f"kill@{r.point}" for r in rotators]
+    faults = [_fault_name(r) for r in rotators]
     faults += ["lockless"] * sum(r.lockless for r in rotators)
     restart = rng.randint(100, 900) if rng.random() < 0.2 else None
     outage = (rng.randint(0, 800), rng.randint(200, 1200)) if rng.random() < 0.2 else None
     delete = rng.randint(0, 900) if rng.random() < 0.2 else None
-    drop = rng.randint(0, 900) if backend == "rqlite" and rng.random() < 0.3 else None
-    faults += ["redis-restart"] * (restart is not None) + ["db-outage"] * (outage is not None)
+    drop = rng.randint(0, 900) if backend != "sqlite" and rng.random() < 0.3 else None
+    outage_name = "quorum-loss" if real else "db-outage"
+    faults += ["redis-restart"] * (restart is not None) + [outage_name] * (outage is not None)
     faults += ["earliest-deleted"] * (delete is not None) + ["drop-response"] * (drop is not None)
-    return Scenario(
+    scenario = Scenario(
         seed=seed,
         backend=backend,
         dates=dates,
@@ -119,6 +146,59 @@ def generate(seed: int, backend: str, today: int) -> Scenario:
         drop_response_ms=drop,
         faults=tuple(faults),
     )
+    return _with_cluster_faults(scenario, rng) if real else scenario
+
+
+def _with_cluster_faults(scenario: Scenario, rng: random.Random) -> Scenario:
+    """rqlite-real: node order, quorum loss, leader kill, node restart (drawn last, so
+    the other backends' seeds keep the scenarios they always had)."""
+    outage, faults = scenario.db_outage, list(scenario.faults)
+    if outage is not None:  # long enough for the leader's lease to run out
+        outage = (outage[0], rng.randint(500, 3000))
+    leader_kill: tuple[int, int] | None = None
+    node_restart: tuple[int, str, int] | None = None
+    host_order = tuple(rng.sample(range(3), 3))
+    spares = rng.choice(("leader", "follower"))
+    restart_delay = rng.randint(500, 3000)
+    if rng.random() < 0.4:
+        leader_kill = (rng.randint(100, 1500), rng.randint(1500, 4000))
+        faults.append("leader-kill")
+    if rng.random() < 0.3:
+        role = rng.choice(("leader", "follower"))
+        node_restart = (rng.randint(0, 2000), role, rng.randint(100, 1500))
+        faults.append(f"node-restart-{role}")
+    # A third of the runs give up at once (RETRY_FOR=0: each node tried once), so
+    # runs still die mid-walk in an election, as before the store rode through them.
+    rotators = [replace(r, retry_for=0) if rng.random() < 1 / 3 else r for r in scenario.rotators]
+    faults += ["retry-for-0"] * sum(r.retry_for == 0 for r in rotators)
+    return replace(
+        scenario,
+        rotators=tuple(rotators),
+        db_outage=outage,
+        faults=tuple(faults),
+        host_order=host_order,
+        outage_spares=spares,
+        leader_kill=leader_kill,
+        node_restart=node_restart,
+        restart_delay_ms=restart_delay,
+    )
+
+
+def _delay_ms(fault: str, rng: random.Random) -> int:
+    """random-kill: when the SIGKILL comes; leader-kill: how far into the commit."""
+    if fault == "random-kill":
+        return rng.randint(50, 900)
+    if fault == "leader-kill":  # a commit takes about 5 ms on loopback
+        return rng.randint(0, 15)
+    return 0
+
+
+def _fault_name(plan: RotatorPlan) -> str:
+    if plan.fault == "kill":
+        return f"kill@{plan.point}"
+    if plan.fault == "leader-kill":
+        return "leader-kill@commit"
+    return plan.fault
 
 
 # The lock's TTL in the campaign is 1 s: a run frozen at a step boundary loses it,
