@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from . import family
 from .dates import iso
-from .errors import NotMigrated, StoreError
+from .errors import DataError, NotMigrated, StoreError
 from .invariants import DayCounts
 from .migrations import Migration, load
 
@@ -64,6 +64,10 @@ class Store(Protocol):
 
     def applied_migrations(self) -> list[str]: ...
 
+    def read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        """A read that sees every earlier commit (rqlite: ``level=strong``)."""
+        ...
+
     def apply_migration(self, migration: Migration) -> None: ...
 
     def commit(self, items: Sequence[DateCommit], retrieved_at: float) -> list[CommitResult]: ...
@@ -85,21 +89,115 @@ def pending_migrations(store: Store) -> list[str]:
 
 
 def require_migrated(store: Store) -> None:
-    """Raise NotMigrated naming the pending migrations, if any."""
+    """Raise NotMigrated naming the pending migrations, DataError for a foreign table."""
     pending = pending_migrations(store)
     if pending:
         raise NotMigrated(pending)
+    verify_table_shape(store)
 
 
 def migrate(store: Store) -> list[str]:
-    """Apply every pending migration in order; returns the names applied now."""
+    """Apply every pending migration in order; returns the names applied now.
+
+    An existing ``journal_chat_job_stats`` is adopted only if it has exactly the
+    shape of seed 000 (``verify_table_shape``); otherwise DataError, and nothing
+    is changed.
+    """
     done: list[str] = []
     applied = set(store.applied_migrations())
+    verify_table_shape(store, missing_ok=True)
     for migration in load():
         if migration.name not in applied:
             store.apply_migration(migration)
             done.append(migration.name)
     return done
+
+
+# -- the table's shape ------------------------------------------------------------------------
+
+_COLUMNS_SQL = 'SELECT name, upper(type), "notnull", dflt_value, pk FROM pragma_table_info(?)'
+_UNIQUE_SQL = (
+    "SELECT il.name, ii.name FROM pragma_index_list(?) AS il "
+    'JOIN pragma_index_info(il.name) AS ii WHERE il."unique" = 1 ORDER BY il.name, ii.seqno'
+)
+
+
+@dataclass(frozen=True)
+class TableShape:
+    """Columns as (name, TYPE, not null, default, pk position) and the UNIQUE column sets."""
+
+    columns: tuple[tuple[Any, ...], ...]
+    unique: frozenset[tuple[str, ...]]
+
+    @classmethod
+    def read(cls, store: Store, table: str) -> TableShape:
+        columns = tuple(tuple(row) for row in store.read(_COLUMNS_SQL, (table,)))
+        by_index: dict[str, list[str]] = {}
+        for index, column in store.read(_UNIQUE_SQL, (table,)):
+            by_index.setdefault(str(index), []).append(str(column))
+        return cls(columns, frozenset(tuple(cols) for cols in by_index.values()))
+
+    def differences(self, expected: TableShape) -> list[str]:
+        """What differs from ``expected``, one phrase each (empty when the same)."""
+
+        def describe(col: tuple[Any, ...]) -> str:
+            null = " NOT NULL" if col[2] else ""
+            default = f" DEFAULT {col[3]}" if col[3] is not None else ""
+            return f"{col[0]} {col[1]}{null}{default}{' PRIMARY KEY' if col[4] else ''}"
+
+        mine = {c[0]: c for c in self.columns}
+        theirs = {c[0]: c for c in expected.columns}
+        out = [f"column {describe(theirs[n])} is missing" for n in theirs if n not in mine]
+        out += [f"extra column {describe(mine[n])}" for n in mine if n not in theirs]
+        out += [
+            f"column {describe(mine[n])}, expected {describe(theirs[n])}"
+            for n in theirs
+            if n in mine and tuple(mine[n]) != tuple(theirs[n])
+        ]
+        out += [f"no UNIQUE ({', '.join(u)})" for u in sorted(expected.unique - self.unique)]
+        out += [f"extra UNIQUE ({', '.join(u)})" for u in sorted(self.unique - expected.unique)]
+        return out
+
+
+def seed_shape() -> TableShape:
+    """The shape migration 0001 creates, read from an in-memory SQLite database."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for statement in load()[0].statements:
+            conn.execute(statement)
+        columns = tuple(tuple(r) for r in conn.execute(_COLUMNS_SQL, (family.TABLE,)))
+        by_index: dict[str, list[str]] = {}
+        for index, column in conn.execute(_UNIQUE_SQL, (family.TABLE,)):
+            by_index.setdefault(str(index), []).append(str(column))
+        return TableShape(columns, frozenset(tuple(c) for c in by_index.values()))
+    finally:
+        conn.close()
+
+
+def verify_table_shape(store: Store, missing_ok: bool = False) -> None:
+    """DataError naming every difference when the table is not seed 000's shape.
+
+    A table of another shape is never adopted: an extra NOT NULL column would
+    make the zero-row insert a silent no-op, a missing UNIQUE (retrieved_for)
+    would let a merge add into several rows.
+    """
+    shape = TableShape.read(store, family.TABLE)
+    if not shape.columns:
+        if missing_ok:
+            return
+        raise DataError(
+            f"table {family.TABLE}", None, "absent", "the table of seed 000", "run migrate"
+        )
+    differences = shape.differences(seed_shape())
+    if differences:
+        raise DataError(
+            f"table {family.TABLE} in {store.description}",
+            None,
+            "; ".join(differences),
+            "exactly the columns, types, NOT NULL and UNIQUE (retrieved_for) of seed 000",
+            "rotate_stats never adopts a table of another shape: rename it or migrate it by "
+            "hand, then run migrate",
+        )
 
 
 # -- SQL --------------------------------------------------------------------------------------
@@ -134,9 +232,16 @@ MERGE_CLAIM = (
     f"(SELECT 1 FROM {family.CLAIMS_TABLE} WHERE claim_id = ?)"
 )
 RECORD_CLAIM = (
-    f"INSERT OR IGNORE INTO {family.CLAIMS_TABLE} (claim_id, retrieved_for, applied_at) "
-    "VALUES (?, ?, ?)"
+    # Records the claim unless the ledger has it already. ``changes()`` is the
+    # number of rows the MERGE_CLAIM just before changed: anything but 1 (a
+    # vanished zero row, several rows for one date) makes applied_at NULL, so
+    # the NOT NULL constraint fails the statement and the whole transaction.
+    f"INSERT INTO {family.CLAIMS_TABLE} (claim_id, retrieved_for, applied_at) "
+    "SELECT ?, ?, CASE WHEN changes() = 1 THEN ? END "
+    f"WHERE NOT EXISTS (SELECT 1 FROM {family.CLAIMS_TABLE} WHERE claim_id = ?)"
 )
+GUARD_FAILED = f"NOT NULL constraint failed: {family.CLAIMS_TABLE}.applied_at"
+"""The error of RECORD_CLAIM when its merge did not change exactly one row."""
 SELECT_ROWS = (
     f"SELECT {', '.join(family.COLUMNS)} FROM {family.TABLE} "
     "WHERE retrieved_for >= ? AND retrieved_for <= ? ORDER BY retrieved_for"
@@ -157,7 +262,7 @@ def commit_statements(item: DateCommit, iso_date: str, retrieved_at: float) -> l
             merge += [item.day.count(event), breakdown_json(item.day.breakdown(event))]
         merge += [iso_date, item.claim_id]
         statements.append((MERGE_CLAIM, tuple(merge)))
-        statements.append((RECORD_CLAIM, (item.claim_id, iso_date, retrieved_at)))
+        statements.append((RECORD_CLAIM, (item.claim_id, iso_date, retrieved_at, item.claim_id)))
     return statements
 
 
@@ -246,6 +351,9 @@ class SqliteStore:
         )
         return [str(r[0]) for r in self._query(SELECT_MIGRATIONS)] if exists else []
 
+    def read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        return self._query(sql, params)
+
     def apply_migration(self, migration: Migration) -> None:
         try:
             self._transaction(migration_statements(migration))
@@ -255,7 +363,11 @@ class SqliteStore:
 
     def commit(self, items: Sequence[DateCommit], retrieved_at: float) -> list[CommitResult]:
         statements, spans = batch_statements(items, retrieved_at)
-        return batch_results(spans, self._transaction(statements))
+        try:
+            counts = self._transaction(statements)
+        except StoreError as exc:
+            raise guard_error(exc, items) from exc
+        return batch_results(spans, counts)
 
     def rows(self, first: str | None, last: str | None) -> list[StoredRow]:
         found = self._query(SELECT_ROWS, (first or "0000-00-00", last or "9999-99-99"))
@@ -276,6 +388,19 @@ def batch_statements(
         spans.append(len(stmts))
         statements += stmts
     return statements, spans
+
+
+def guard_error(exc: StoreError, items: Sequence[DateCommit]) -> StoreError:
+    """A named error when the commit failed on RECORD_CLAIM's row-count guard."""
+    if GUARD_FAILED not in str(exc):
+        return exc
+    dates = ", ".join(iso(i.unix_date) for i in items if i.claim_id)
+    return StoreError(
+        exc.where,
+        f"a claim's merge did not change exactly one row of {family.TABLE} (dates {dates}): "
+        "the table is not the shape of seed 000; nothing was committed, the claims stay "
+        "in Redis",
+    )
 
 
 def batch_results(spans: Sequence[int], counts: Sequence[int]) -> list[CommitResult]:

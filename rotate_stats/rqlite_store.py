@@ -61,6 +61,7 @@ from .database import (
     StoredRow,
     batch_results,
     batch_statements,
+    guard_error,
     migration_statements,
     row_from_values,
 )
@@ -317,6 +318,9 @@ class RqliteStore:
             return []
         return [str(r[0]) for r in self._query(SELECT_MIGRATIONS, (), "strong")]
 
+    def read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._query(sql, params, "strong")]
+
     def apply_migration(self, migration: Migration) -> None:
         try:
             self._transaction(migration_statements(migration))
@@ -327,7 +331,11 @@ class RqliteStore:
 
     def commit(self, items: Sequence[DateCommit], retrieved_at: float) -> list[CommitResult]:
         statements, spans = batch_statements(items, retrieved_at)
-        return batch_results(spans, self._transaction(statements))
+        try:
+            counts = self._transaction(statements)
+        except StoreError as exc:
+            raise guard_error(exc, items) from exc
+        return batch_results(spans, counts)
 
     def rows(self, first: str | None, last: str | None) -> list[StoredRow]:
         params = (first or "0000-00-00", last or "9999-99-99")

@@ -1,5 +1,6 @@
 -- The table of seed 000, exactly. IF NOT EXISTS adopts a table that an earlier
--- job already created, untouched.
+-- job already created, untouched - but only after `migrate` has checked that it
+-- has exactly this shape (database.verify_table_shape); another shape is refused.
 CREATE TABLE IF NOT EXISTS journal_chat_job_stats (
     id INTEGER PRIMARY KEY,
     retrieved_for TEXT UNIQUE NOT NULL,

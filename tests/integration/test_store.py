@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import string
 
 import pytest
@@ -19,7 +20,8 @@ from rotate_stats.database import (
     pending_migrations,
     require_migrated,
 )
-from rotate_stats.errors import NotMigrated, StoreError
+from rotate_stats.dates import parse_iso
+from rotate_stats.errors import DataError, NotMigrated, StoreError
 from rotate_stats.invariants import DayCounts
 from rotate_stats.migrations import Migration, load
 from rotate_stats.report import ExitCode
@@ -198,3 +200,64 @@ def test_unreachable_sqlite_path_is_a_store_error(tmp_path: object) -> None:
 
     with pytest.raises(StoreError):
         SqliteStore("/nonexistent-dir/x/y.sqlite3")
+
+
+# -- foreign tables are refused, never adopted (issue 8, item 1) ------------------------------
+
+EXTRA_NOT_NULL = SEED_TABLE[:-1] + ", tenant TEXT NOT NULL)"
+NO_UNIQUE = SEED_TABLE.replace("retrieved_for TEXT UNIQUE NOT NULL", "retrieved_for TEXT NOT NULL")
+OTHER_TYPE = SEED_TABLE.replace("retrieved_at REAL NOT NULL", "retrieved_at TEXT NOT NULL")
+FOREIGN = [
+    (EXTRA_NOT_NULL, "extra column tenant TEXT NOT NULL"),
+    (NO_UNIQUE, "no UNIQUE (retrieved_for)"),
+    (OTHER_TYPE, "column retrieved_at TEXT NOT NULL, expected retrieved_at REAL NOT NULL"),
+]
+
+
+@pytest.mark.parametrize(("ddl", "named"), FOREIGN, ids=["extra-not-null", "no-unique", "type"])
+def test_migrate_refuses_a_foreign_table_and_changes_nothing(
+    bare_store: Store, ddl: str, named: str
+) -> None:
+    run_sql(bare_store, (ddl, ()))
+    before = schema(bare_store)
+    with pytest.raises(DataError) as info:
+        migrate(bare_store)
+    assert named in str(info.value) and family.TABLE in str(info.value)
+    assert schema(bare_store) == before  # not even the migrations table was created
+
+
+@pytest.mark.parametrize(("ddl", "named"), FOREIGN, ids=["extra-not-null", "no-unique", "type"])
+def test_a_run_refuses_a_table_changed_after_migrate(
+    redis_client: redis.Redis, bare_store: Store, ddl: str, named: str
+) -> None:
+    migrate(bare_store)
+    run_sql(bare_store, (f"DROP TABLE {family.TABLE}", ()), (ddl, ()))
+    foreign_write(redis_client, D, "requested", "sync")
+    before = redis_dump(redis_client)
+    with pytest.raises(DataError, match=re.escape(named)):
+        rotate(redis_client, bare_store, RotateOptions(first=D), now=NOW)
+    assert redis_dump(redis_client) == before
+
+
+@pytest.mark.parametrize("ddl", [EXTRA_NOT_NULL, NO_UNIQUE], ids=["extra-not-null", "no-unique"])
+def test_a_commit_that_would_not_change_exactly_one_row_commits_nothing(
+    bare_store: Store, ddl: str
+) -> None:
+    """The guard inside the commit itself, whatever checks ran before it."""
+    migrate(bare_store)
+    row = ("2024-06-01", 1.0, *([0, "{}"] * len(family.EVENTS)))
+    statements = [(f"DROP TABLE {family.TABLE}", ()), (ddl, ())]
+    if ddl == NO_UNIQUE:  # two rows for one date: a merge would add into both
+        insert = (
+            f"INSERT INTO {family.TABLE} ({', '.join(family.COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in family.COLUMNS)})"
+        )
+        statements += [(insert, row), (insert, row)]
+    run_sql(bare_store, *statements)
+    before = stored_tally(bare_store) if ddl == NO_UNIQUE else None
+    day = DayCounts({"requested": 2}, {"requested": {"sync": 2}})
+    with pytest.raises(StoreError, match="did not change exactly one row"):
+        bare_store.commit([DateCommit(parse_iso("2024-06-01"), "run-x/1", day)], 5.0)
+    assert bare_store.read(f"SELECT COUNT(*) FROM {family.CLAIMS_TABLE}") == [(0,)]
+    if before is not None:
+        assert stored_tally(bare_store) == before
