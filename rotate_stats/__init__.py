@@ -5,7 +5,15 @@ The public API; everything else is an implementation module.
 
 from .checks import CheckReport, Status, check, status
 from .database import SqliteStore, Store, migrate
-from .errors import ConfigError, DataError, LockHeld, NotMigrated, RotateStatsError, StoreError
+from .errors import (
+    AmbiguousWrite,
+    ConfigError,
+    DataError,
+    LockHeld,
+    NotMigrated,
+    RotateStatsError,
+    StoreError,
+)
 from .invariants import DayCounts, Finding, Invariant, check_day
 from .recorder import Recorder
 from .report import DateOutcome, DateState, ExitCode, RotationReport
@@ -16,6 +24,7 @@ from .settings import Settings
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousWrite",
     "CheckReport",
     "ConfigError",
     "DataError",

@@ -4,6 +4,7 @@
 
     RotateStatsError            root; catch this to catch everything below
     ├── ConfigError             a setting, flag or URL is wrong (exit 2)
+    ├── AmbiguousWrite          the recorder's increment was sent but not answered
     ├── DataError               Redis or the table holds something we cannot use (exit 1)
     ├── LockHeld                another run holds the lock (exit 75)
     ├── NotMigrated             the database lacks migrations (exit 1)
@@ -29,6 +30,24 @@ class ConfigError(RotateStatsError):
         self.value = value
         self.expected = expected
         super().__init__(f"{name}: got {value!r}, expected {expected}")
+
+
+class AmbiguousWrite(RotateStatsError):
+    """An increment was sent to Redis but its answer was lost: it may or may not count.
+
+    The recorder never resends it (a resend after a lost answer would count it
+    twice); the caller decides - usually to log it and go on, since an event
+    lost or counted once more is all that is at stake.
+    """
+
+    def __init__(self, key: str, amount: int, cause: BaseException) -> None:
+        self.key = key
+        self.amount = amount
+        self.cause = cause
+        super().__init__(
+            f"{key}: increment of {amount} sent, but no answer ({cause}); it may or may not "
+            "have been recorded, and it was not resent"
+        )
 
 
 class DataError(RotateStatsError):

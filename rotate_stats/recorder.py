@@ -6,13 +6,26 @@ refuses a write for a date below ``earliest`` (already rotated): the refusal
 is counted in the ``family.REFUSED_KEY`` hash
 (``{unix_date}:{event}`` -> increments), which ``status`` shows, so such a
 loss is visible instead of silently recreating a rotated date.
+
+An increment is sent exactly once. redis-py resends a command after a lost
+answer when the client has retries (the default from redis-py 6), which would
+count an applied increment twice; so the recorder runs its script on a pool
+connection of its own, bypassing the client's retry, and raises
+``AmbiguousWrite`` when the command was sent but its answer did not arrive.
+Failures before anything was sent (connecting) are raised as redis-py's own
+``ConnectionError``/``TimeoutError``: nothing was recorded, a retry is safe.
 """
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import redis
+from redis.exceptions import NoScriptError
 
 from . import family
+from .errors import AmbiguousWrite
 from .redis_side import scripts_for
 
 
@@ -45,4 +58,36 @@ class Recorder:
             family.REFUSED_KEY,
         ]
         args: list[str | int] = [unix_date, event, breakdown, amount, f"{unix_date}:{event}"]
-        return bool(self._script(keys=keys, args=args))
+        return bool(self._call_once(keys, args, amount))
+
+    def _call_once(self, keys: list[str], args: list[str | int], amount: int) -> Any:
+        """EVALSHA on one connection, never resent after the command went out."""
+        pool = self.client.connection_pool
+        conn = _connection(pool)
+        try:
+            conn.connect()  # redis-py may retry this: nothing has been sent yet
+            for _ in range(2):
+                sent = False
+                try:
+                    conn.send_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
+                    sent = True
+                    return conn.read_response()
+                except NoScriptError:  # not run: load it (a restarted Redis) and send again
+                    conn.send_command("SCRIPT", "LOAD", self._script.script)
+                    conn.read_response()
+                except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                    conn.disconnect()
+                    if sent:
+                        raise AmbiguousWrite(keys[0], amount, exc) from exc
+                    raise
+            raise AssertionError("unreachable: NOSCRIPT twice after SCRIPT LOAD")
+        finally:
+            pool.release(conn)
+
+
+def _connection(pool: redis.ConnectionPool) -> Any:
+    """A pool connection (redis-py 5 needs a command name, 6+ deprecates it)."""
+    parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
+    if parameter is not None and parameter.default is inspect.Parameter.empty:
+        return pool.get_connection("EVALSHA")
+    return pool.get_connection()

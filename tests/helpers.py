@@ -104,3 +104,71 @@ def tally_redis(client: redis.Redis) -> Tally:
                 k = (d, field.decode(), None)
                 out[k] = out.get(k, 0) + int(value)
     return out
+
+
+class ReplyDropper:
+    """A loopback TCP proxy to a server that can swallow replies.
+
+    ``drop_replies(n)``: the next ``n`` replies from the server are not
+    forwarded; the client's connection is closed instead - the command ran, the
+    client never hears of it (a lost answer).
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        import threading
+
+        self.upstream_port = upstream_port
+        self._drops = 0
+        self._lock = threading.Lock()
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self.port = int(self._listener.getsockname()[1])
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def drop_replies(self, count: int = 1) -> None:
+        with self._lock:
+            self._drops += count
+
+    def _take_drop(self) -> bool:
+        with self._lock:
+            if self._drops > 0:
+                self._drops -= 1
+                return True
+            return False
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, replies: bool) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if replies and self._take_drop():
+                    break
+                target.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, target):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
