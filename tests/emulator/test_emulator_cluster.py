@@ -1,4 +1,7 @@
-"""Followers (§7): transparent forwarding, ``redirect`` and ``leader not found``."""
+"""Followers (§7): transparent forwarding, ``redirect`` and ``leader not found``.
+
+Leaderless answers are v8.43.4's (``tests/emulator/test_fidelity.py`` measures them).
+"""
 
 from __future__ import annotations
 
@@ -30,6 +33,16 @@ def test_follower_forwards_writes_and_reads(node: EmulatorHandle, follower: Emul
     assert [r.path for r in node.requests].count("/db/execute") == 1
 
 
+def test_served_by_only_on_forwarded_requests(
+    node: EmulatorHandle, follower: EmulatorHandle
+) -> None:
+    forwarded = Client(follower.url).post("/db/execute", ["SELECT 1"])
+    assert forwarded.headers["x-rqlite-served-by"] == f"{node.host}:{node.port}"
+    assert "x-rqlite-served-by" not in Client(node.url).post("/db/execute", ["SELECT 1"]).headers
+    local = Client(follower.url).get("/db/query?q=SELECT+1&level=none")  # a replica read
+    assert "x-rqlite-served-by" not in local.headers
+
+
 def test_redirect_flag_gives_301_to_the_leader(
     node: EmulatorHandle, follower: EmulatorHandle
 ) -> None:
@@ -49,30 +62,43 @@ def test_follower_without_leader(follower: EmulatorHandle) -> None:
     follower.set_leader(False)
     client = Client(follower.url)
     resp = client.post("/db/execute", ["CREATE TABLE t (a)"])
-    assert (resp.status, resp.text) == (503, "leader not found\n")
+    assert (resp.status, resp.text) == (500, "leader address: leader not found\n")
     resp = client.post("/db/execute?redirect", ["CREATE TABLE t (a)"])
     assert (resp.status, resp.text) == (500, "leader not found\n")
-    assert client.get("/readyz").status == 503
+    ready = client.get("/readyz")
+    assert (ready.status, ready.text) == (500, "leader address: leader not found\n")
     # level=none is still served
     assert client.get("/db/query?q=SELECT+1&level=none").status == 200
 
 
-def test_leader_without_leadership_answers_503(node: EmulatorHandle, client: Client) -> None:
+def test_leader_without_leadership_answers_500(node: EmulatorHandle, client: Client) -> None:
     node.set_leader(False)
     resp = client.post("/db/execute", ["CREATE TABLE t (a)"])
-    assert (resp.status, resp.text) == (503, "leader not found\n")
-    assert client.get("/db/query?q=SELECT+1").status == 503
+    assert (resp.status, resp.text) == (500, "leader address: leader not found\n")
+    assert client.get("/db/query?q=SELECT+1").status == 500
     assert client.get("/db/query?q=SELECT+1&level=none").json()["results"][0]["values"] == [[1]]
     assert client.post("/db/request?level=none", ["SELECT 1"]).status == 200
-    assert client.post("/db/request", ["SELECT 1"]).status == 503
+    assert client.post("/db/request", ["SELECT 1"]).status == 500
     node.set_leader(True)
     assert client.post("/db/execute", ["CREATE TABLE t (a)"]).status == 200
 
 
-def test_unreachable_leader_is_503(node: EmulatorHandle, follower: EmulatorHandle) -> None:
+def test_unreachable_leader_is_a_forwarding_error(
+    node: EmulatorHandle, follower: EmulatorHandle
+) -> None:
+    """What v8 answers between the leader's death and Raft noticing it."""
+    where = f"{node.host}:{node.port}"
     node.stop()
     resp = Client(follower.url).post("/db/execute", ["SELECT 1"])
-    assert (resp.status, resp.text) == (503, "leader not found\n")
+    assert resp.status == 200
+    assert resp.json() == {
+        "results": [],
+        "error": f"node failed to process Execute on remote node at {where}: "
+        f"pool get: dial tcp {where}: connect: connection refused",
+    }
+    assert resp.headers["x-rqlite-served-by"] == where
+    resp = Client(follower.url).get("/db/query?q=SELECT+1&redirect")
+    assert (resp.status, resp.text) == (500, "leader not found\n")
     ready = Client(follower.url).get("/readyz")
     assert ready.status == 503 and ready.text.startswith("[+]node ok\n[+]leader not contactable")
 

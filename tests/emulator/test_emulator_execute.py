@@ -180,6 +180,10 @@ def test_body_errors_are_400_plain_text(client: Client) -> None:
         b"": "invalid JSON body\n",
         b"not json": "invalid JSON body\n",
         b"{}": "invalid request\n",
+        b"{bad": "invalid request\n",  # v8 reads token by token: "{" is enough to refuse
+        b'"SELECT 1"': "invalid request\n",
+        b'[1, {"bad': "invalid request\n",  # the first problem wins
+        b'["SELECT 1",]': "invalid JSON body\n",
         b"[1]": "invalid request\n",
         b"[[]]": "invalid request\n",
         b"[]": "no statements\n",
@@ -193,6 +197,11 @@ def test_body_errors_are_400_plain_text(client: Client) -> None:
         assert resp.headers["content-type"] == "text/plain; charset=utf-8"
 
 
+def test_nothing_after_the_closing_bracket_is_read(client: Client) -> None:
+    resp = client.post("/db/execute", b'["SELECT 1"] trailing {')
+    assert (resp.status, resp.json()) == (200, {"results": [{}]})
+
+
 def test_timings_and_raft_index(client: Client) -> None:
     body = client.execute([SCHEMA], "timings&raft_index")
     assert isinstance(body["time"], float) and body["time"] > 0
@@ -201,13 +210,16 @@ def test_timings_and_raft_index(client: Client) -> None:
     assert "time" not in client.execute(["SELECT 1"])
 
 
-def test_associative_write_results_have_null_rows(client: Client) -> None:
+def test_execute_ignores_associative(client: Client) -> None:
+    """v8 never sets the rows format on /db/execute (v9.2+ adds ``"rows": null``)."""
     body = client.execute([SCHEMA, "INSERT INTO t VALUES('a', 1)", "nope"], "associative")
     assert body["results"] == [
-        {"rows": None},
-        {"last_insert_id": 1, "rows_affected": 1, "rows": None},
+        {},
+        {"last_insert_id": 1, "rows_affected": 1},
         {"error": 'near "nope": syntax error'},
     ]
+    returning = client.execute(["INSERT INTO t VALUES('b', 2) RETURNING k"], "associative")
+    assert returning["results"] == [{"columns": ["k"], "types": ["text"], "values": [["b"]]}]
 
 
 def test_queue_answers_at_once_and_applies_later(client: Client) -> None:
@@ -233,5 +245,5 @@ def test_queue_wait_blocks_until_applied(client: Client) -> None:
 def test_queue_needs_a_leader_unless_noleader(node: EmulatorHandle, client: Client) -> None:
     node.set_leader(False)
     resp = client.post("/db/execute?queue", ["SELECT 1"])
-    assert (resp.status, resp.text) == (503, "leader not found\n")
+    assert (resp.status, resp.text) == (500, "leader address: leader not found\n")
     assert client.post("/db/execute?queue&noleader", ["SELECT 1"]).status == 200

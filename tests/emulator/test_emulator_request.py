@@ -78,7 +78,7 @@ def test_disallowed_pragma_is_a_top_level_error(client: Client) -> None:
             "PRAGMA journal_mode=DELETE",
             "pragma main.synchronous = 0",
             "PRAGMA wal_checkpoint(TRUNCATE)",
-            "PRAGMA query_only=1",
+            "PRAGMA wal_autocheckpoint = 10",
         ):
             resp = client.post(path, ["CREATE TABLE ok (a)", sql])
             assert resp.status == 200
@@ -86,6 +86,18 @@ def test_disallowed_pragma_is_a_top_level_error(client: Client) -> None:
             assert "x-rqlite-served-by" not in resp.headers
     # the whole request was rejected: the CREATE did not run
     assert client.query(["SELECT * FROM ok"])["results"] == [{"error": "no such table: ok"}]
+
+
+def test_query_only_is_allowed_and_sticks_to_the_write_connection(client: Client) -> None:
+    """v8.43.4 does not refuse ``PRAGMA query_only=`` (later versions do)."""
+    assert client.execute(["CREATE TABLE q (a)", "PRAGMA query_only=1"])["results"] == [{}, {}]
+    assert client.query(["SELECT count(*) FROM q"])["results"][0]["values"] == [[0]]
+    failed = client.execute(["INSERT INTO q VALUES (1)"])["results"]
+    assert failed == [{"error": "attempt to write a readonly database"}]
+    client.execute(["PRAGMA query_only=0"])
+    assert client.execute(["INSERT INTO q VALUES (1)"])["results"] == [
+        {"last_insert_id": 1, "rows_affected": 1}
+    ]
 
 
 def test_commit_failure_is_a_top_level_error(client: Client) -> None:

@@ -7,9 +7,12 @@ Two ways to run a node:
 - ``spawn_emulator_process(datadir, ...)`` runs the ``rqlited`` executable next to this file
   (rqlited's command line, usable as pyrqlite's ``RQLITED_PATH``) and waits for ``/readyz``.
 
-What is emulated and what is not: see ``server`` (endpoints), ``store`` (SQL semantics),
-``cluster`` (followers) and ``faults``. The behaviour is pinned to
-``/work/shared/reference/rqlite-http-api.md`` by ``tests/emulator/``.
+What is emulated, how its fidelity is measured against a real rqlited v8.43.4
+(``tests/emulator/test_fidelity.py``) and what it deliberately does not model:
+``docs/EMULATOR.md``. Details per layer: ``server`` (endpoints), ``store`` (SQL
+semantics), ``cluster`` (followers) and ``faults``. The behaviour is pinned to
+``/work/shared/reference/rqlite-http-api.md`` and, where versions differ, to v8.43.4 by
+``tests/emulator/``.
 """
 
 from __future__ import annotations
@@ -75,7 +78,8 @@ class EmulatorHandle:
         return self._server.recorded()
 
     def set_leader(self, present: bool) -> None:
-        """``False``: the node reports no leader (503 ``leader not found``); see ``faults``."""
+        """``False``: the node knows no leader (500 ``leader address: leader not found``, as
+        rqlite v8.43.4 answers); see ``faults``."""
         self._server.faults.set_leader(present)
 
     def drop_responses(self, count: int = 1) -> None:

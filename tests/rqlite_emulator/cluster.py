@@ -6,20 +6,26 @@ local replica) is forwarded over HTTP to the leader, with the same method, path,
 string, body, ``Content-Type`` and ``Authorization``, and the leader's answer is returned
 as the follower's own. That behaves like a perfectly up-to-date replica.
 
-Errors, as rqlite reports them:
-- leader unknown (the ``no leader`` fault) → 503 ``leader not found``;
-- leader refuses the connection → 503 ``leader not found`` as well (rqlite answers this
-  once Raft notices the leader is gone, which takes about a second);
-- transport failure after the request was sent (e.g. the leader dropped the response)
-  → 200 ``{"results": [], "error": "..."}`` (§6);
+Errors, as rqlite v8.43.4 reports them (measured by ``tests/emulator/test_fidelity.py``):
+- leader unknown (the ``no leader`` fault, ``faults.set_leader(False)``) → 500
+  ``leader address: leader not found`` (v8 never takes its 503 branch; see
+  ``handler._no_leader``);
+- leader refuses the connection, or the transport fails after the request was sent (e.g.
+  the leader dropped the response) → 200 ``{"results": [], "error": "node failed to process
+  Execute on remote node at <leader>: ..."}`` (§6), what rqlite answers from the moment the
+  leader dies until Raft notices (about 2 s; the emulator never notices by itself: a test
+  calls ``set_leader(False)`` to model that);
 - leader answers 401 → 401 ``remote Execute not authorized`` (``query``/``Request``).
+A forwarded answer carries ``X-Rqlite-Served-By: <leader host:port>`` (v8 gives the
+leader's Raft address; an emulated node's Raft address is its HTTP host:port).
 With ``redirect`` the follower answers 301 to ``<leader URL><path>?<raw query>`` instead,
-or 500 ``leader not found`` when the leader is unknown.
+or 500 ``leader not found`` when the leader is unknown or does not accept a connection.
 """
 
 from __future__ import annotations
 
 import http.client
+import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -96,7 +102,7 @@ def forward(
             resp = conn.getresponse()
             data = resp.read()
         except (OSError, http.client.HTTPException) as exc:  # TimeoutError is an OSError
-            raise ForwardError(f"forwarding to leader at {leader.hostport}: {exc}") from exc
+            raise ForwardError(str(exc) or type(exc).__name__) from exc
         kept = {k: v for k in _PASS_RESPONSE_HEADERS if (v := resp.getheader(k)) is not None}
         return Forwarded(resp.status, kept, data)
     finally:
@@ -111,3 +117,12 @@ def probe(leader: LeaderAddress, authorization: str | None, *, timeout: float = 
     except (LeaderUnreachable, ForwardError) as exc:
         return str(exc)
     return "" if result.status == 200 else f"status {result.status}"
+
+
+def reachable(leader: LeaderAddress, *, timeout: float = 2.0) -> bool:
+    """Does the leader accept a connection (v8's ``FormRedirect`` asks it for its address)?"""
+    try:
+        with socket.create_connection((leader.host, leader.port), timeout=timeout):
+            return True
+    except OSError:
+        return False

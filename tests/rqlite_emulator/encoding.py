@@ -2,13 +2,15 @@
 
 Covers, from ``/work/shared/reference/rqlite-http-api.md``:
 
-- §2 request bodies (``rp`` ``ParseRequest``/``makeParameter``): statements as strings or
-  ``[sql, params...]`` arrays, exact number decoding, ``x'..'`` strings as BLOBs, byte arrays;
+- §2 request bodies (``rp`` ``ParseRequest``/``makeParameter``, v8's streaming decoder):
+  statements as strings or ``[sql, params...]`` arrays, exact number decoding, ``x'..'``
+  strings as BLOBs, byte arrays; unpaired surrogate escapes become U+FFFD as in Go;
 - §4 value encoding (Go driver ``nextSyncLocked`` + ``db`` ``normalizeRowParameters``):
   ``boolean`` columns, ``date``/``datetime``/``timestamp`` conversion to RFC 3339, BLOBs in
   text-like columns as strings, type inference for expression columns;
 - Go's ``encoding/json`` output: floats in Go's shortest format (``2.0`` prints as ``2``,
-  exponent form below 1e-6 and from 1e21), ``<``/``>``/``&`` escaped, ``pretty`` indenting.
+  exponent form below 1e-6 and from 1e21), ``<``/``>``/``&`` escaped, each byte of invalid
+  UTF-8 as ``\\ufffd``, ``pretty`` indenting.
 
 Not covered: ``freshness_strict`` timestamps, ``qualify_columns``, ``/db/sql`` rewriting.
 """
@@ -77,34 +79,111 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"invalid JSON constant {name}")
 
 
+_DECODER = json.JSONDecoder(parse_float=_JSONFloat, parse_constant=_reject_constant)
+_WHITESPACE = " \t\n\r"
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def _go_text(text: str) -> str:
+    """Go's JSON decoder turns an unpaired ``\\ud800``-style escape into U+FFFD."""
+    return _SURROGATE_RE.sub("\ufffd", text)
+
+
+def _go_value(value: object) -> object:
+    if isinstance(value, str):
+        return _go_text(value)
+    if isinstance(value, list):
+        return [_go_value(v) for v in value]
+    if isinstance(value, dict):
+        return {_go_text(k): _go_value(v) for k, v in value.items()}
+    return value
+
+
+class _Tokens:
+    """Just enough of Go's ``json.Decoder`` (``Token``/``More``/``Decode``) for ``rp``."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def peek(self) -> str:
+        """The next non-space character, or "" at the end."""
+        while self.pos < len(self.text) and self.text[self.pos] in _WHITESPACE:
+            self.pos += 1
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def value(self) -> object:
+        """Decode one whole JSON value; any syntax error is ``invalid JSON body``."""
+        self.peek()
+        try:
+            value, self.pos = _DECODER.raw_decode(self.text, self.pos)
+        except ValueError as exc:
+            raise BodyError("invalid JSON body") from exc
+        return _go_value(value)
+
+    def more(self) -> bool:
+        """``Decoder.More``: another element follows (not ``]``, ``}`` or the end)."""
+        return self.peek() not in ("]", "}", "")
+
+    def comma(self, first: bool) -> None:
+        """The separator Go's decoder expects before every element but the first."""
+        if not first:
+            if self.peek() != ",":
+                raise BodyError("invalid JSON body")
+            self.pos += 1
+
+    def close(self) -> None:
+        """Consume the ``]`` that ends an array (``More`` said no more elements)."""
+        if self.peek() != "]":
+            raise BodyError("invalid JSON body")
+        self.pos += 1
+
+
 def parse_body(raw: bytes, *, plain_text: bool = False) -> list[Statement]:
-    """Parse a request body (§2). Raises BodyError with rqlite's message."""
+    """Parse a request body (§2) as v8's streaming ``rp`` ``ParseRequest`` does.
+
+    The body is read token by token: the first token must be ``[`` (another valid token,
+    ``{`` included, is ``invalid request``; no token at all is ``invalid JSON body``), each
+    element is converted before the next one is read (so the first problem wins), and
+    nothing after the closing ``]`` is read. Raises BodyError with rqlite's message.
+    """
     if plain_text:
         return [Statement(raw.decode("utf-8", "replace"))]
-    try:
-        doc = json.loads(
-            raw.decode("utf-8", "replace"),
-            parse_float=_JSONFloat,
-            parse_constant=_reject_constant,
-        )
-    except ValueError as exc:
-        raise BodyError("invalid JSON body") from exc
-    if not isinstance(doc, list):
+    tokens = _Tokens(raw.decode("utf-8", "replace"))
+    first = tokens.peek()
+    if first != "[":
+        if first != "{":
+            tokens.value()  # a syntax error here is "invalid JSON body"
         raise BodyError("invalid request")
+    tokens.pos += 1
     stmts: list[Statement] = []
-    for element in doc:
-        if isinstance(element, str):
-            stmts.append(Statement(element))
-            continue
-        if not isinstance(element, list) or not element or not isinstance(element[0], str):
+    while tokens.more():
+        tokens.comma(not stmts)
+        head = tokens.peek()
+        if head == "[":
+            tokens.pos += 1
+            items: list[object] = []
+            while tokens.more():
+                tokens.comma(not items)
+                items.append(tokens.value())
+            tokens.close()
+            if not items or not isinstance(items[0], str):
+                raise BodyError("invalid request")
+            stmt = Statement(items[0])
+            for item in items[1:]:
+                if isinstance(item, dict):
+                    stmt.params.extend(_make_param(k, v) for k, v in item.items())
+                else:
+                    stmt.params.append(_make_param("", item))
+            stmts.append(stmt)
+        elif head == "{":
             raise BodyError("invalid request")
-        stmt = Statement(element[0])
-        for item in element[1:]:
-            if isinstance(item, dict):
-                stmt.params.extend(_make_param(k, v) for k, v in item.items())
-            else:
-                stmt.params.append(_make_param("", item))
-        stmts.append(stmt)
+        else:
+            element = tokens.value()
+            if not isinstance(element, str):
+                raise BodyError("invalid request")
+            stmts.append(Statement(element))
+    tokens.close()
     if not stmts:
         raise BodyError("no statements")
     return stmts
@@ -268,12 +347,15 @@ def go_float(value: float) -> str:
 
 _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028"}
 _GO_ESCAPES["\u2029"] = "\\u2029"
-_ESCAPE_RE = re.compile("[<>&\u2028\u2029]")
+_ESCAPE_RE = re.compile("[<>&\u2028\u2029\udc80-\udcff]")
 
 
 def _go_string(text: str) -> str:
+    """A JSON string as Go writes it. Text read from SQLite is decoded with
+    ``surrogateescape``: each byte that is not valid UTF-8 is one ``\\udcXX`` here, and Go
+    writes each such byte as the escape ``\\ufffd``."""
     encoded = json.dumps(text, ensure_ascii=False)
-    return _ESCAPE_RE.sub(lambda m: _GO_ESCAPES[m.group(0)], encoded)
+    return _ESCAPE_RE.sub(lambda m: _GO_ESCAPES.get(m.group(0), "\\ufffd"), encoded)
 
 
 def dumps(value: JSONValue, *, indent: int | None = None) -> str:

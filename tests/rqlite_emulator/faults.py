@@ -1,8 +1,10 @@
 """Fault injection for tests (not an rqlite feature); driven through ``EmulatorHandle``.
 
-- ``set_leader(False)``: the node reports no leader. Leader-requiring requests get 503
-  ``leader not found`` (500 with ``redirect``), ``/readyz`` gets 503
-  ``[+]node ok\\n[+]leader does not exist``; ``level=none`` reads still work.
+- ``set_leader(False)``: the node knows no leader, as a real v8.43.4 node does once Raft
+  has noticed the leader is gone. Leader-requiring requests and ``/readyz`` get 500
+  ``leader address: leader not found`` (500 ``leader not found`` with ``redirect``);
+  ``level=none`` reads still work. (rqlite after v10.2.7 answers 503 ``leader not found``
+  here; ``fail_requests()`` models that.)
 - ``drop_responses(n)``: the next ``n`` write requests (``/db/execute`` without ``queue``,
   and ``/db/request``) are applied, then the connection is closed without an answer:
   a commit whose response is lost.

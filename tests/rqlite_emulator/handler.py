@@ -1,8 +1,10 @@
 """HTTP handling of one emulated node: routing, auth, the endpoints (reference §1-§9).
 
 Every response has a ``Content-Length`` (clients such as pyrqlite keep one HTTP/1.1
-connection alive) and ``X-Rqlite-Version``; ``WWW-Authenticate`` when auth is on.
+connection alive), ``X-Rqlite-Version`` and v8's CORS headers (``addAllowHeaders``).
+``X-Rqlite-Served-By`` is set only on a request forwarded to the leader, as v8 does.
 Handlers check the permission first, then the method, like ``svc`` does.
+Where rqlite versions differ, this follows v8.43.4 (``docs/EMULATOR.md``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from .cluster import ForwardError, LeaderUnreachable, forward, probe
+from .cluster import ForwardError, LeaderUnreachable, forward, probe, reachable
 from .encoding import BodyError, JSONValue, Statement, UnsupportedValue, dumps, parse_body
 from .protocol import ParamError, QueryParams
 from .results import Entry, render_results
@@ -24,7 +26,7 @@ from .store import check_pragmas
 if TYPE_CHECKING:
     from .server import EmulatorServer
 
-VERSION = "v10.2.7"
+VERSION = "v8.43.4"
 MAX_REQUEST_LINE = 1 << 20  # Go's default MaxHeaderBytes; the stdlib stops at 64 KiB
 JSON_TYPE = "application/json; charset=utf-8"
 TEXT_TYPE = "text/plain; charset=utf-8"
@@ -49,6 +51,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """Status line and ``Date``; no ``Server`` header, as Go's net/http sends none."""
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Date", self.date_time_string())
 
     @property
     def node(self) -> EmulatorServer:
@@ -88,6 +96,7 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         self._started = time.perf_counter()
         self._ctype: str | None = None
+        self._extra_headers: dict[str, str] = {}
         try:
             self._body = self._read_body()
         except (ValueError, OSError):
@@ -119,8 +128,12 @@ class Handler(BaseHTTPRequestHandler):
             self._http_error(500, f"rqlite emulator: {exc!r}")
 
     def _route(self) -> None:
-        if self._path in ("", "/"):
-            self._reply(302, headers={"Location": "/console/"})
+        if self._path in ("", "/"):  # Go's http.Redirect to /status (v10: /console/)
+            if self.command == "GET":
+                body = b'<a href="/status">Found</a>.\n\n'
+                self._reply(302, body, "text/html; charset=utf-8", {"Location": "/status"})
+            else:
+                self._reply(302, headers={"Location": "/status"})
             return
         routes = (
             ("/db/execute", self._execute),
@@ -159,12 +172,15 @@ class Handler(BaseHTTPRequestHandler):
     ) -> None:
         self.send_response(status)
         self.send_header("X-Rqlite-Version", VERSION)
-        if self.node.credentials is not None:
-            self.send_header("WWW-Authenticate", 'Basic realm="rqlite"')
+        # v8's addAllowHeaders; its credential store is a typed nil interface without
+        # -auth, so it always takes the "auth on" branch. No WWW-Authenticate (v10 has one).
+        self.send_header("Access-Control-Allow-Methods", "OPTIONS, GET, POST")
+        self.send_header("Access-Control-Allow-Headers", "Content-Type, Authorization")
+        self.send_header("Access-Control-Allow-Credentials", "true")
         ctype = content_type or self._ctype
         if ctype:
             self.send_header("Content-Type", ctype)
-        for key, value in (headers or {}).items():
+        for key, value in {**self._extra_headers, **(headers or {})}.items():
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -203,7 +219,7 @@ class Handler(BaseHTTPRequestHandler):
         if failure.status is None:
             self._drop()
         elif failure.status == 200:
-            self._send_results([], error=failure.message, served_by=False)
+            self._send_results([], error=failure.message)
         else:
             self._http_error(failure.status, failure.message)
         return True
@@ -215,20 +231,24 @@ class Handler(BaseHTTPRequestHandler):
         error: str = "",
         sequence_number: int = 0,
         raft_index: int = 0,
-        served_by: bool = True,
+        rows_flags: bool = True,
     ) -> None:
+        """200 with ``{"results": ...}``; ``rows_flags=False`` ignores ``associative`` and
+        ``blob_array`` (v8's ``/db/execute`` never sets them on its response)."""
         p = self._params
         doc: dict[str, JSONValue] = {
             "results": []
             if error
             else render_results(
-                entries, associative=p.has("associative"), blob_array=p.has("blob_array")
+                entries,
+                associative=rows_flags and p.has("associative"),
+                blob_array=rows_flags and p.has("blob_array"),
             )
         }
         if error:
             doc["error"] = error
         if p.has("timings"):
-            doc["time"] = time.perf_counter() - self._started
+            doc["time"] = round(time.perf_counter() - self._started, 9)  # Go: whole ns
         if sequence_number:
             doc["sequence_number"] = sequence_number
         if raft_index and p.has("raft_index") and not error:
@@ -236,10 +256,10 @@ class Handler(BaseHTTPRequestHandler):
         try:
             body = dumps(doc, indent=4 if p.has("pretty") else None)
         except UnsupportedValue as exc:
-            self._http_error(500, str(exc))
+            marshal = "json: error calling MarshalJSON for type *http.DBResults"
+            self._http_error(500, f"{marshal}: {exc}")
             return
-        headers = {"X-Rqlite-Served-By": self.node.hostport} if served_by and not error else {}
-        self._reply(200, body.encode(), JSON_TYPE, headers)
+        self._reply(200, body.encode(), JSON_TYPE)
 
     def _statements(self, *, allow_plain: bool) -> list[Statement] | None:
         """The body's statements, or None after answering 400."""
@@ -252,22 +272,34 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- leader handling (§7) ----------------------------------------------------------
 
+    def _no_leader(self) -> None:
+        """v8.43.4's answer when the node knows no leader: ``LeaderAddr`` fails with the
+        store's ``ErrLeaderNotFound``, which is not the ``http`` package's, so the 503
+        branch is never taken (fixed after v10.2.7, rqlite PR #2731)."""
+        self._http_error(500, "leader address: leader not found")
+
     def _not_leader(self, kind: str) -> None:
-        """This node cannot serve the request itself: redirect, 503, or forward."""
+        """This node cannot serve the request itself: redirect, no leader, or forward."""
         if self._params.has("redirect"):
             url = self.node.leader_url()
-            if url is None:
+            # FormRedirect asks the leader for its API address: none known or no answer
+            if url is None or (self.node.leader is not None and not reachable(self.node.leader)):
                 self._http_error(500, "leader not found")
                 return
             query = f"?{self._raw_query}" if self._raw_query else ""
             self._reply(301, headers={"Location": f"{url}{self._path}{query}"})
             return
         if self.node.leader is None or not self.node.faults.has_leader:
-            self._http_error(503, "leader not found")
+            self._no_leader()
             return
         self._forward(kind)
 
-    def _forward(self, kind: str) -> None:
+    def _forward(self, kind: str, *, local: bool = False) -> None:
+        """Send the request to the leader and answer with its response.
+
+        ``local``: the request stands for one rqlite serves from the follower's own replica
+        (``level=none`` reads, queued writes), so no ``X-Rqlite-Served-By`` is added.
+        """
         leader = self.node.leader
         assert leader is not None
         headers = {
@@ -280,16 +312,26 @@ class Handler(BaseHTTPRequestHandler):
             res = forward(
                 leader, self.command, target, self._body, headers, timeout=self._params.timeout()
             )
-        except LeaderUnreachable:
-            self._http_error(503, "leader not found")
+        except (LeaderUnreachable, ForwardError) as exc:
+            # What v8 answers while it still believes in a leader that went away (until
+            # Raft notices, about 2 s; then it is _no_leader, see faults.set_leader).
+            where = leader.hostport
+            detail = str(exc)
+            if isinstance(exc, LeaderUnreachable):
+                detail = f"pool get: dial tcp {where}: connect: connection refused"
+            failed = "Query" if kind == "query" else kind
+            if not local:
+                self._extra_headers["X-Rqlite-Served-By"] = where
+            error = f"node failed to process {failed} on remote node at {where}: {detail}"
+            self._send_results([], error=error)
             return
-        except ForwardError as exc:
-            self._send_results([], error=str(exc), served_by=False)
-            return
+        if not local:  # v8 names the leader by Raft address; an emulated one's is host:port
+            self._extra_headers["X-Rqlite-Served-By"] = leader.hostport
         if res.status == 401:
             self._http_error(401, f"remote {kind} not authorized")
             return
         ctype = res.headers.pop("Content-Type", None)
+        res.headers.pop("X-Rqlite-Served-By", None)
         self._reply(res.status, res.body, ctype, res.headers)
 
     def _has_leader(self) -> bool:
@@ -321,15 +363,15 @@ class Handler(BaseHTTPRequestHandler):
         if self.node.faults.take_drop():
             self._drop()
             return
-        self._send_results(entries, error=err, raft_index=store.raft_index)
+        self._send_results(entries, error=err, raft_index=store.raft_index, rows_flags=False)
 
     def _queued(self) -> None:
         p = self._params
         if not p.has("noleader") and not self._has_leader():
-            self._http_error(503, "leader not found")
+            self._no_leader()
             return
         if self.node.is_follower:
-            self._forward("Execute")
+            self._forward("Execute", local=True)
             return
         try:
             stmts = parse_body(self._body)
@@ -342,7 +384,7 @@ class Handler(BaseHTTPRequestHandler):
         if p.has("wait") and not done.wait(p.timeout()):
             self._http_error(408, "queue wait timeout")
             return
-        self._send_results([], sequence_number=seq, served_by=False)
+        self._send_results([], sequence_number=seq)
 
     def _query(self) -> None:
         self._ctype = JSON_TYPE
@@ -363,15 +405,18 @@ class Handler(BaseHTTPRequestHandler):
             if p.has("freshness") and not self._has_leader():
                 self._send_results([], error="stale read")
             else:
-                self._forward("query")
+                self._forward("query", local=True)
             return
         if self.node.is_follower or (level != "none" and not self._has_leader()):
             self._not_leader("query")
             return
-        entries, err = self.node.store.query(
+        store = self.node.store
+        entries, err = store.query(
             stmts, transaction=p.has("transaction"), timings=p.has("timings")
         )
-        self._send_results(entries, error=err)
+        # only a strong read goes through the Raft log, so only it has an index
+        raft_index = store.log_read() if level == "strong" else 0
+        self._send_results(entries, error=err, raft_index=raft_index)
 
     def _request(self) -> None:
         self._ctype = JSON_TYPE
@@ -388,13 +433,14 @@ class Handler(BaseHTTPRequestHandler):
         store = self.node.store
         if self.node.is_follower:
             if level == "none":
-                self._forward("Request")
+                self._forward("Request", local=True)
             else:
                 self._not_leader("Request")
             return
         if not self._has_leader() and not (level == "none" and store.all_readonly(stmts)):
             self._not_leader("Request")
             return
+        logged = level == "strong" or not store.all_readonly(stmts)  # else served as a query
         entries, err = store.request(
             stmts,
             transaction=p.has("transaction"),
@@ -404,7 +450,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.node.faults.take_drop():
             self._drop()
             return
-        self._send_results(entries, error=err, raft_index=store.raft_index)
+        self._send_results(entries, error=err, raft_index=store.raft_index if logged else 0)
 
     def _readyz(self) -> None:
         if not self._check(("ready",), ("GET",)):
@@ -412,8 +458,8 @@ class Handler(BaseHTTPRequestHandler):
         if self._params.has("noleader"):
             self._reply(200, b"[+]node ok", TEXT_TYPE)
             return
-        if not self._has_leader():
-            self._reply(503, b"[+]node ok\n[+]leader does not exist", TEXT_TYPE)
+        if not self._has_leader():  # v8.43.4 (after v10.2.7: 503 "[+]leader does not exist")
+            self._no_leader()
             return
         leader = self.node.leader
         if leader is not None:
@@ -422,13 +468,10 @@ class Handler(BaseHTTPRequestHandler):
                 text = f"[+]node ok\n[+]leader not contactable: {problem}"
                 self._reply(503, text.encode(), TEXT_TYPE)
                 return
-        message = "[+]node ok\n[+]leader ok\n[+]store ok"
+        message = "[+]node ok\n[+]leader ok\n[+]store ok"  # v8: no "[+]db ok" line (v10)
         if self._params.has("sync"):
             message += "\n[+]sync ok"
-        if not self.node.store.select_one():
-            self._reply(503, (message + "\n[+]db not ok").encode(), TEXT_TYPE)
-            return
-        self._reply(200, (message + "\n[+]db ok").encode(), TEXT_TYPE)
+        self._reply(200, message.encode(), TEXT_TYPE)
 
     def _status(self) -> None:
         self._ctype = JSON_TYPE

@@ -277,6 +277,16 @@ class Database:
             while stmt.step():
                 pass
 
+    def query_int(self, sql: str) -> int:
+        """The first column of the first row of a one-statement query, as an integer."""
+        stmt = self.prepare(sql)
+        if stmt is None:
+            raise ValueError(f"no statement in {sql!r}")
+        with stmt:
+            if not stmt.step():
+                raise ValueError(f"no row from {sql!r}")
+            return int(_lib.sqlite3_column_int64(stmt._handle(), 0))
+
     def changes(self) -> int:
         return int(_lib.sqlite3_changes(self._handle()))
 

@@ -1,16 +1,19 @@
 """The emulated rqlited node: an HTTP server speaking rqlite's HTTP API over ``Store``.
 
-Follows ``/work/shared/reference/rqlite-http-api.md`` (rqlite v10.2.7; pyrqlite 2.2.3):
-routing by path prefix, 404/405/401 with empty bodies, plain-text 400s (§1, §8);
+Follows ``/work/shared/reference/rqlite-http-api.md`` (written for rqlite v10.2.7; pyrqlite
+2.2.3), except where rqlite v8.43.4 answers differently: then it follows v8.43.4, as
+measured by ``tests/emulator/test_fidelity.py`` (``docs/EMULATOR.md`` lists those points).
+Routing by path prefix, 404/405/401 with empty bodies, plain-text 400s (§1, §8);
 ``/db/execute`` with ``transaction``/``timings``/``queue``/``wait``/``raft_index`` (§3);
 ``/db/query`` GET and POST with ``level``, ``associative``, ``blob_array``, ``pretty`` (§4);
 ``/db/request`` (§5); top-level errors with status 200 (§6); forwarding, ``redirect`` and
-503 ``leader not found`` (§7, see ``cluster``); Basic auth (§8); ``/readyz``, ``/status``
+the leaderless answers (§7, see ``cluster``); Basic auth (§8); ``/readyz``, ``/status``
 and ``/nodes`` (§9). Faults for tests are described in ``faults``.
 
 Not emulated: Raft (a follower keeps no replica and forwards everything, see ``cluster``),
-``/db/backup``, ``/db/load``, ``/db/sql``, ``/boot``, the console UI, TLS, CORS headers,
-SQL rewriting of ``random()``/``now`` (§10, invisible on one node), ``db_timeout``.
+``/db/backup``, ``/db/load``, ``/db/sql``, ``/boot``, the console UI, TLS, SQL rewriting of
+``random()``/``now`` (§10, invisible on one node), ``db_timeout``; the full list with the
+reasons is in ``docs/EMULATOR.md``.
 """
 
 from __future__ import annotations

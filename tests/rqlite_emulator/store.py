@@ -7,9 +7,13 @@ Reference sections (``/work/shared/reference/rqlite-http-api.md``):
   read right after one ``sqlite3_step`` (so DDL reports the previous DML's numbers, and
   conflicts report stale ids). With ``transaction``: deferred ``BEGIN``, stop at the first
   failure, roll back, return the short result list. ``returning `` statements run as queries.
-- §4 query: runs with ``PRAGMA query_only`` on, so a write fails with
-  ``attempt to change database via query operation``; per-statement errors; ``types`` from
-  ``sqlite3_column_decltype`` lower-cased, empty ones inferred from the first row.
+- §4 query: each statement's first SQL statement is checked with ``sqlite3_stmt_readonly``
+  first (v8 ``db`` ``queryWithConn``): a write is refused with
+  ``attempt to change database via query operation`` without running; the rest runs with
+  ``PRAGMA query_only`` on (a write later in a multi-statement string fails with SQLite's own
+  ``attempt to write a readonly database``, as on rqlite's read-only connection);
+  per-statement errors; ``types`` from ``sqlite3_column_decltype`` lower-cased, empty ones
+  inferred from the first row.
 - §5 request: statements classified with ``sqlite3_stmt_readonly``.
 - §6: ``disallowed pragma`` (``check_pragmas``) and COMMIT failures are top-level errors.
 - §2: parameter binding as the Go driver does it (``:``/``@``/``$`` names, extra positional
@@ -49,8 +53,7 @@ _BREAKING_PRAGMAS = [
     re.compile(r"(?i)^\s*PRAGMA\s+wal_autocheckpoint\s*=\s*"),
     re.compile(r"(?i)^\s*PRAGMA\s+(\w+\.)?wal_checkpoint"),
     re.compile(r"(?i)^\s*PRAGMA\s+(\w+\.)?synchronous\s*=\s*"),
-    re.compile(r"(?i)^\s*PRAGMA\s+(\w+\.)?query_only\s*=\s*"),
-]
+]  # v8.43.4's list; later versions also refuse "PRAGMA query_only="
 
 
 class StatementError(Exception):
@@ -76,7 +79,7 @@ def _row_value(kind: int, raw: int | float | bytes | None, decltype: str) -> Row
         return raw
     if kind == native.SQLITE_TEXT:
         assert isinstance(raw, bytes)
-        text = raw.decode("utf-8", "replace")
+        text = raw.decode("utf-8", "surrogateescape")  # bad bytes: see encoding.dumps
         return text_to_rfc3339(text) if decltype in TIME_TYPES else text
     return raw
 
@@ -143,6 +146,8 @@ class Store:
     ) -> tuple[list[Entry], str]:
         """§4, on a connection made read-only for the duration."""
         with self._lock:
+            # a client may have set query_only on the write connection itself (v8 allows it)
+            previous = self._db.query_int("PRAGMA query_only")
             self._db.run("PRAGMA query_only=1")
             try:
                 begin_error = self._begin() if transaction else ""
@@ -154,15 +159,15 @@ class Store:
                     if not stmt.sql:
                         continue
                     try:
+                        if not self._readonly(stmt.sql):
+                            results.append(QueryRows(error=ERR_QUERY_WRITE))
+                            continue
                         results.append(self._query_one(stmt, timings))
-                    except native.NativeError as exc:
-                        msg = ERR_QUERY_WRITE if exc.code & 0xFF == native.SQLITE_READONLY else None
-                        results.append(QueryRows(error=msg or str(exc)))
-                    except (StatementError, TimeRangeError) as exc:
+                    except (native.NativeError, StatementError, TimeRangeError) as exc:
                         results.append(QueryRows(error=str(exc)))
                 return results, self._commit() if in_tx else ""
             finally:
-                self._db.run("PRAGMA query_only=0")
+                self._db.run(f"PRAGMA query_only={previous}")
 
     def request(
         self, stmts: Sequence[Statement], *, transaction: bool, timings: bool, strong: bool
@@ -224,11 +229,11 @@ class Store:
                     return False
             return True
 
-    def select_one(self) -> bool:
-        """The ``SELECT 1`` probe of ``/readyz``."""
-        results, err = self.query([Statement("SELECT 1")], transaction=False, timings=False)
-        first = results[0] if results else None
-        return not err and isinstance(first, QueryRows) and first.values == [[1]]
+    def log_read(self) -> int:
+        """A ``level=strong`` read: one more Raft entry; returns its index."""
+        with self._lock:
+            self.raft_index += 1
+            return self.raft_index
 
     # --- helpers (lock held) ----------------------------------------------------------
 
@@ -276,7 +281,7 @@ class Store:
             last_id, changes = self._exec_sql(stmt.sql, stmt.params)
         except (native.NativeError, StatementError, TimeRangeError) as exc:
             return ErrorResult(str(exc)), True
-        elapsed = time.perf_counter() - started if timings else 0.0
+        elapsed = round(time.perf_counter() - started, 9) if timings else 0.0  # Go: whole ns
         return ExecResult(last_id, changes, elapsed), False
 
     def _exec_sql(self, sql: str, args: list[Param]) -> tuple[int, int]:
@@ -316,7 +321,7 @@ class Store:
                 _bind(prepared, chosen)
                 rows = self._collect(prepared)
             if timings:
-                rows.time = time.perf_counter() - started
+                rows.time = round(time.perf_counter() - started, 9)
             return rows
 
     def _collect(self, stmt: native.Statement) -> QueryRows:
@@ -329,7 +334,7 @@ class Store:
             row = [_row_value(k, v, decltypes[i]) for i, (k, v) in enumerate(stmt.row())]
             for i, value in enumerate(row):
                 if isinstance(value, bytes) and is_text_type(types[i]):
-                    row[i] = value.decode("utf-8", "replace")
+                    row[i] = value.decode("utf-8", "surrogateescape")
             values.append(row)
             if needs_types:
                 types = [t or inferred_type(row[i]) for i, t in enumerate(types)]
