@@ -2,12 +2,16 @@
 -- claim keys so that writes arriving afterwards land in fresh live keys.
 -- A claim left by an earlier run (crashed or overlapping) is returned as is.
 --
--- KEYS: 15 per date, dates in ARGV order:
+-- KEYS: 15 per date, dates in ARGV order, then the claim sequence counter:
 --   +1..+7   live counts hash, then live breakdown hashes in event order
 --   +8..+14  claim counts hash, then claim breakdown hashes (same order)
 --   +15      claim id string
+--   KEYS[15n + 1]  claim sequence counter
 -- ARGV[1]            n, the number of dates
--- ARGV[2]            claim id prefix, unique per call; a new claim's id is "<prefix>/<date>"
+-- ARGV[2]            claim id prefix, unique per call; a new claim's id is
+--                    "<prefix>/<date>/<sequence>", the sequence drawn here, so a
+--                    resent call (same prefix) can never cut a claim under an id
+--                    that named another claim
 -- ARGV[3 .. 2+n]     the dates
 -- ARGV[3+n .. ]      the event names allowed as fields of a counts hash
 --
@@ -119,7 +123,7 @@ for i = 1, n do
       end
     end
     if any then
-      local id = run_id .. '/' .. date
+      local id = run_id .. '/' .. date .. '/' .. redis.call('INCR', KEYS[15 * n + 1])
       redis.call('SET', id_key, id)
       local reply = {'claimed', id}
       for _, h in ipairs(contents(claim)) do reply[#reply + 1] = h end

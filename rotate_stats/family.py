@@ -66,6 +66,8 @@ OWN_PREFIX = "rotate_stats:journal_chat_jobs"
 EARLIEST_KEY = f"{LIVE_PREFIX}:earliest"
 LOCK_KEY = f"{OWN_PREFIX}:lock"
 REFUSED_KEY = f"{OWN_PREFIX}:refused"
+CLAIM_SEQUENCE_KEY = f"{OWN_PREFIX}:claim_sequence"
+"""A counter the claim script increments for every claim it cuts (part of the id)."""
 """Hash ``{unix_date}:{event}`` -> increments the recorder refused because the date was rotated."""
 
 LIVE_PATTERN = f"{LIVE_PREFIX}:*"

@@ -180,14 +180,16 @@ class RedisSide:
     def claim(self, dates: Sequence[int], run_id: str) -> tuple[list[Claim], DataError | None]:
         """Claim the dates in one call; returns the claims and the error that stopped it.
 
-        A new claim's id is ``{run_id}.{random}/{date}``: never reused, so the ledger
-        can tell any two claims apart.
+        A new claim's id is ``{run_id}.{random}/{date}/{sequence}``, the sequence
+        drawn inside the script: a resent call (a client retry after a lost answer)
+        cannot cut a second claim under an id the ledger has seen.
 
         Dates after an invalid one are not touched; the invalid one is left as it was.
         """
         keys: list[str] = []
         for d in dates:
             keys += family.live_keys(d) + family.claim_keys(d) + [family.claim_id_key(d)]
+        keys.append(family.CLAIM_SEQUENCE_KEY)
         # Unique per call, not per run: one run may claim a date twice (its retry
         # pass), and the ledger must see two different claims then.
         prefix = f"{run_id}.{uuid.uuid4().hex[:16]}"

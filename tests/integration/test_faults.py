@@ -14,7 +14,7 @@ from rotate_stats.database import DateCommit, Store
 from rotate_stats.dates import parse_iso, today
 from rotate_stats.errors import DataError, LockHeld, NotMigrated
 from rotate_stats.invariants import DayCounts, Invariant
-from rotate_stats.redis_side import RedisSide
+from rotate_stats.redis_side import RedisSide, day_from_hashes
 from rotate_stats.report import DateState, ExitCode
 from rotate_stats.rotate import RotateOptions, rotate
 from tests.helpers import foreign_job, foreign_write, redis_dump, stored_tally, tally_redis
@@ -318,3 +318,30 @@ def test_strict_never_gives_back_an_already_applied_claim(
     rotate(redis_client, store, now=NOW)
     assert stored_tally(store)[D, "started", None] == 2
     assert tally_redis(redis_client) == {}
+
+
+def test_a_resent_claim_call_never_reuses_a_claim_id(
+    redis_client: redis.Redis, store: Store
+) -> None:
+    """Issue 8, item 4: A's claim runs, its answer is lost; B commits and releases that
+    claim; new writes arrive; the client resends A's call - the very same keys and args."""
+    side = RedisSide(redis_client)
+    foreign_job(redis_client, D, "sync", "completed")
+    keys: list[str] = []
+    keys += family.live_keys(D) + family.claim_keys(D) + [family.claim_id_key(D)]
+    keys.append(family.CLAIM_SEQUENCE_KEY)
+    args = [1, "run-a.0123456789abcdef", D, *family.EVENTS]
+    side.scripts.claim(keys=keys, args=args)  # A's call: applied, answer lost
+    report = rotate(redis_client, store, RotateOptions(first=D), now=NOW)  # B
+    assert report.error is None and not redis_client.exists(family.claim_id_key(D))
+    foreign_job(redis_client, D, "greeting", "completed")  # new writes
+    (resent,) = side.scripts.claim(keys=keys, args=args)  # the client's resend
+    second_id = resent[1].decode()
+    (outcome,) = report.outcomes
+    assert second_id != outcome.claim_id  # a new claim, under a new id
+    day = day_from_hashes(family.claim_keys(D), resent[2:])
+    (result,) = store.commit([DateCommit(D, second_id, day)], 1.0)
+    assert result.claim_applied  # the ledger does not mistake it for the first
+    side.release([D], [second_id])
+    jobs = [(D, "sync", "completed"), (D, "greeting", "completed")]
+    assert_conserved(redis_client, store, written_by(jobs))

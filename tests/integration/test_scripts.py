@@ -25,7 +25,7 @@ def test_claim_renames_and_a_second_claim_returns_the_pending_one(
     side = RedisSide(redis_client)
     (claim,), _ = side.claim([D], "run-a")
     assert claim.state == "claimed" and claim.claim_id.startswith("run-a.")
-    assert claim.claim_id.endswith(f"/{D}")
+    assert claim.claim_id.endswith(f"/{D}/1")  # date, then the claim sequence number
     assert claim.day.count("requested") == 3 and claim.day.breakdown("requested") == {"sync": 3}
     assert not redis_client.exists(*family.live_keys(D))
     foreign_write(redis_client, D, "requested", "sync", 1)  # lands in fresh live keys
@@ -45,7 +45,7 @@ def test_release_only_deletes_the_committed_claim(redis_client: redis.Redis) -> 
     assert earliest == str(D)  # blocked by the claim that is still there
     released, earliest = side.release([D], [claim.claim_id])
     assert released == [True] and earliest == str(D + 1)
-    assert redis_client.keys("rotate_stats:*") == []
+    assert redis_client.keys("rotate_stats:*") == [family.CLAIM_SEQUENCE_KEY.encode()]
 
 
 def test_release_leaves_a_lower_earliest_and_stops_at_reappeared_keys(
