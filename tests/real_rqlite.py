@@ -120,6 +120,8 @@ class RqlitedNode:
         if self.join is not None:
             target = self.join.raft_addr if self.version[0] >= 7 else self.join.http_url
             args += ["-join", target]
+            if self.credentials is not None:  # with -auth, joining needs the "join" perm
+                args += ["-join-as", self.credentials[0]]
         return [*args, *self.extra, str(self.directory / "data")]
 
     def start(self, wait: bool = True, timeout: float = 30) -> RqlitedNode:

@@ -47,8 +47,8 @@ def test_every_command_has_help_text() -> None:
 def test_public_api_is_pinned() -> None:
     assert rotate_stats.__all__ == sorted(rotate_stats.__all__)
     assert set(rotate_stats.__all__) == {
-        "AmbiguousWrite", "CheckReport", "ConfigError", "DataError", "DateOutcome", "DateState", "DayCounts",
-        "ExitCode", "Finding", "Invariant", "LockHeld", "NotMigrated", "Recorder",
+        "AmbiguousWrite", "CheckReport", "ConfigError", "DataError", "DateOutcome", "DateState",
+        "DayCounts", "ExitCode", "Finding", "Invariant", "LockHeld", "NotMigrated", "Recorder",
         "RotateOptions", "RotateStatsError", "RotationReport", "RqliteStore", "Settings",
         "SqliteStore", "Status", "Store", "StoreError", "__version__", "check", "check_day",
         "migrate", "rotate", "status",

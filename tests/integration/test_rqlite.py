@@ -13,8 +13,8 @@ import pytest
 import redis
 
 from rotate_stats.database import migrate
-from rotate_stats.migrations import load
 from rotate_stats.errors import StoreError
+from rotate_stats.migrations import load
 from rotate_stats.rotate import RotateOptions, rotate
 from rotate_stats.rqlite_store import RqliteStore
 from tests.helpers import foreign_job, free_port, redis_dump, tally_redis
