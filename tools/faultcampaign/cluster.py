@@ -342,18 +342,30 @@ class ClusterBackend:
         self._later(0, "leader-kill", attempt)
 
     def restart_node(self, role: str, restart_after: float) -> None:
-        """SIGKILL the leader or a follower now; restart it ``restart_after`` s later."""
-        leader = self.leader()
-        if role == "leader":
-            target = leader
-        else:
-            followers = [self.nodes[i] for i in self._up() if self.nodes[i] is not leader]
-            target = self.rng.choice(followers) if followers else None
-        if target is None:
-            self.happened[f"node-restart of a {role} skipped (none up)"] += 1
-            return
-        self._kill(target, restart_after)
-        self.happened[f"node-restart ({role})"] += 1
+        """SIGKILL the leader or a follower; restart it ``restart_after`` s later.
+
+        Deferred (up to 3 s) while there is no such node (an election, a stopped node).
+        """
+        give_up = time.monotonic() + 3
+
+        def attempt() -> bool:
+            leader = self.leader()
+            if role == "leader":
+                target = leader
+            else:
+                up = self._up()
+                followers = [self.nodes[i] for i in up if self.nodes[i] is not leader]
+                target = self.rng.choice(followers) if leader and followers else None
+            if target is None:
+                if time.monotonic() < give_up:
+                    return False
+                self.happened[f"node-restart of a {role} skipped (none within 3 s)"] += 1
+                return True
+            self._kill(target, restart_after)
+            self.happened[f"node-restart ({role})"] += 1
+            return True
+
+        self._later(0, "node-restart", attempt)
 
     def _kill(self, node: RqlitedNode, restart_after: float) -> None:
         index = self.nodes.index(node)
@@ -376,7 +388,13 @@ class ClusterBackend:
             assert pid is not None  # in _up(): alive
             os.kill(pid, signal.SIGSTOP)
             self.stopped.add(i)
-        self.happened[f"quorum-loss ({len(frozen)} nodes stopped, {spare} left running)"] += 1
+        down = len(self.nodes) - len(up)
+        what = f"{len(frozen)} stopped" + (f" + {down} already down" if down else "")
+        if leader is None:
+            kept = "a node, no leader known"
+        else:
+            kept = "the leader" if self.nodes[keep] is leader else "a follower"
+        self.happened[f"quorum-loss ({what}; left running: {kept})"] += 1
 
         def resume() -> bool:
             for i in frozen:

@@ -298,14 +298,17 @@ class Rotators:
         for (_, proc, _), path in zip(self.running, self.log_paths, strict=True):
             code = proc.returncode
             text = path.read_text(errors="replace") if path.exists() else ""
+            errors = "\n".join(
+                line for line in text.splitlines() if "error" in line and "WARNING" not in line
+            )
             label = "SIGKILL" if code == -signal.SIGKILL else str(code)
             if code == 1:
-                if "no host could serve" in text:
+                if "no host could serve" in errors:
                     label += " (database unavailable: gave up)"
-                elif "rqlite" in text:
-                    label += " (other database error)"
-                elif "campaign:" in text:
+                elif "campaign:" in errors:
                     label += " (injected lost request/response)"
+                elif "rqlite" in errors:
+                    label += " (other database error)"
             if "served the request after" in text:  # a WARNING the store logs
                 label += ", waited out an election"
             out[label] += 1
