@@ -93,6 +93,8 @@ class Status:
     newest_row: str | None
     pending_migrations: list[str]
     earliest_error: str | None = None
+    unknown_keys: tuple[str, ...] = ()
+    """Keys of the stats namespaces that are not stats keys this job knows (left alone)."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -107,6 +109,7 @@ class Status:
             "newest_row": self.newest_row,
             "pending_migrations": self.pending_migrations,
             "earliest_error": self.earliest_error,
+            "unknown_keys": list(self.unknown_keys),
         }
 
 
@@ -125,7 +128,7 @@ def status(side: RedisSide, store: Store | None, now: float | None = None) -> St
     except DataError as exc:  # status must still show everything else
         earliest, earliest_error = None, str(exc)
     holder, ttl = side.lock_holder()
-    dated = side.scan_dated_keys()
+    dated, unknown = side.scan_keys()
     orphaned = {
         d: sorted(keys)
         for d, keys in dated.items()
@@ -141,5 +144,15 @@ def status(side: RedisSide, store: Store | None, now: float | None = None) -> St
     backlog = 0 if earliest is None else max(0, stable - earliest + 1)
     refused = side.refusals()
     return Status(
-        earliest, stable, backlog, holder, ttl, orphaned, refused, newest, pending, earliest_error
+        earliest,
+        stable,
+        backlog,
+        holder,
+        ttl,
+        orphaned,
+        refused,
+        newest,
+        pending,
+        earliest_error,
+        tuple(unknown),
     )

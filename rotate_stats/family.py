@@ -66,15 +66,20 @@ OWN_PREFIX = "rotate_stats:journal_chat_jobs"
 EARLIEST_KEY = f"{LIVE_PREFIX}:earliest"
 LOCK_KEY = f"{OWN_PREFIX}:lock"
 REFUSED_KEY = f"{OWN_PREFIX}:refused"
+"""Hash ``{unix_date}:{event}`` -> increments the recorder refused because the date was rotated."""
 CLAIM_SEQUENCE_KEY = f"{OWN_PREFIX}:claim_sequence"
 """A counter the claim script increments for every claim it cuts (part of the id)."""
-"""Hash ``{unix_date}:{event}`` -> increments the recorder refused because the date was rotated."""
 
 LIVE_PATTERN = f"{LIVE_PREFIX}:*"
 CLAIM_PATTERN = f"{OWN_PREFIX}:claim:*"
 _DATED_KEY = re.compile(
-    rf"^(?:{re.escape(LIVE_PREFIX)}|{re.escape(OWN_PREFIX)}:claim):(?P<date>-?[0-9]+)(?::.*)?$"
+    rf"^(?P<ns>{re.escape(LIVE_PREFIX)}|{re.escape(OWN_PREFIX)}:claim):(?P<date>-?[0-9]+)"
+    r"(?P<rest>:.*)?$",
+    re.DOTALL,
 )
+_KNOWN_SUFFIXES = frozenset(["", *(f":extra:{event}" for event in EVENTS)])
+MAX_UNIX_DATE = 2_932_896
+"""9999-12-31, the last date ``retrieved_for`` (YYYY-MM-DD) can name."""
 
 KEYS_PER_DATE = 1 + len(EVENTS)
 """Hashes per date and side: the counts hash and one breakdown hash per event."""
@@ -107,9 +112,26 @@ def claim_id_key(unix_date: int) -> str:
 
 
 def date_of_key(key: str) -> int | None:
-    """The unix date a live or claim key belongs to, or None for undated keys."""
+    """The unix date a live or claim stats key belongs to; None for any other key."""
+    parsed = parse_dated_key(key)
+    return parsed[0] if parsed is not None and parsed[1] else None
+
+
+def parse_dated_key(key: str) -> tuple[int, bool] | None:
+    """``(date, known)`` for a key of the live or claim namespace that names a date.
+
+    ``known`` is False for a key this job does not know (a suffix such as
+    ``:extra:cancelled``, or a date outside 1970-01-01..9999-12-31): reported,
+    never rotated. None for keys that name no date (``earliest``, the lock...).
+    """
     match = _DATED_KEY.match(key)
-    return int(match.group("date")) if match else None
+    if match is None:
+        return None
+    digits, rest = match.group("date"), match.group("rest") or ""
+    date = int(digits) if len(digits) <= 8 else -1  # int() of 5,000 digits would raise
+    claim_side = match.group("ns") != LIVE_PREFIX
+    known = rest in _KNOWN_SUFFIXES or (claim_side and rest == ":id")
+    return date, known and 0 <= date <= MAX_UNIX_DATE
 
 
 def breakdown_type(event: str, breakdown: str) -> str:

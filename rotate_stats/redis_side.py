@@ -149,8 +149,13 @@ class RedisSide:
         if raw is None:
             return None
         text = _text(raw)
-        if not _INT.fullmatch(text) or len(text) > 9:
-            raise DataError(key, None, text, "a unix date (whole days since 1970-01-01)")
+        if not _INT.fullmatch(text) or len(text) > 8 or not 0 <= int(text) <= family.MAX_UNIX_DATE:
+            raise DataError(
+                key,
+                None,
+                text,
+                f"a unix date (whole days since 1970-01-01, 0 to {family.MAX_UNIX_DATE})",
+            )
         return int(text)
 
     # -- lock -------------------------------------------------------------------------------
@@ -252,15 +257,35 @@ class RedisSide:
         return out
 
     def scan_dated_keys(self) -> dict[int, list[str]]:
-        """Every live or claim key that belongs to a date, by date (SCAN: O(keyspace))."""
+        """Every live or claim stats key, by date (SCAN: O(keyspace))."""
+        return self.scan_keys()[0]
+
+    def scan_keys(self) -> tuple[dict[int, list[str]], list[str]]:
+        """(stats keys by date, unknown keys of the namespaces that name a date), one SCAN."""
         found: dict[int, list[str]] = {}
+        unknown: list[str] = []
         for pattern in (family.LIVE_PATTERN, family.CLAIM_PATTERN):
             for raw in self._scan(pattern):
                 key = _text(raw)
-                d = family.date_of_key(key)
-                if d is not None:
-                    found.setdefault(d, []).append(key)
-        return found
+                parsed = family.parse_dated_key(key)
+                if parsed is None:
+                    continue
+                if parsed[1]:
+                    found.setdefault(parsed[0], []).append(key)
+                else:
+                    unknown.append(key)
+        return found, sorted(unknown)
+
+    def existing(self, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` exist now (pipelined EXISTS, 1,000 per round trip)."""
+        out: set[str] = set()
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            pipe = self.client.pipeline(transaction=False)
+            for key in chunk:
+                pipe.exists(key)
+            out.update(k for k, n in zip(chunk, pipe.execute(), strict=True) if n)
+        return out
 
     def _scan(self, pattern: str) -> Iterator[bytes | str]:
         yield from self.client.scan_iter(match=pattern, count=1000)

@@ -74,6 +74,8 @@ def plan(side: RedisSide, options: RotateOptions, now: float) -> tuple[list[int]
                 )
         if last < options.first:
             raise ConfigError("--to", iso(last), f"a date on or after --from {iso(options.first)}")
+        if options.first < 0:
+            raise ConfigError("--from/--date", iso(options.first), "a date on or after 1970-01-01")
         first = options.first
     else:
         if earliest is None:
@@ -87,16 +89,16 @@ def plan(side: RedisSide, options: RotateOptions, now: float) -> tuple[list[int]
                 "writers only lower it; fix or delete the key after checking for stats keys",
             )
         first, last = earliest, stable
-    dates = list(range(first, last + 1))
-    if len(dates) > options.max_backlog_days:
+    count = last - first + 1  # checked before any list of dates is built
+    if count > options.max_backlog_days:
         raise DataError(
             family.EARLIEST_KEY if options.first is None else "--from/--to",
             None,
-            f"{iso(first)} ({len(dates)} dates to rotate)",
+            f"{iso(first)} ({count} dates to rotate)",
             f"at most {options.max_backlog_days} dates per run",
             "raise ROTATE_STATS_MAX_BACKLOG_DAYS if this backlog is real",
         )
-    return dates, earliest
+    return list(range(first, last + 1)), earliest
 
 
 def rotate(
@@ -130,7 +132,12 @@ def rotate(
         _dry_run(side, store, dates, options, report)
     elif dates:
         _walk(side, store, dates, options, report)
-    orphans = _orphans(side, now) if options.first is None and options.scan_orphans else ""
+    orphans, unknown = "", ""
+    if options.first is None and options.scan_orphans:
+        orphans, unknown = _orphans(side, now, options.max_backlog_days)
+    if unknown:
+        report.notes.append(unknown)
+        log.warning("%s", unknown)
     if orphans:
         report.notes.append(orphans)
         log.error("%s", orphans)
@@ -169,30 +176,54 @@ def _walk(
         side.release_lock(run_id)
 
 
-def _orphans(side: RedisSide, now: float) -> str:
-    """Stats keys of stable dates a normal run will never visit, as an error message.
+def _orphans(side: RedisSide, now: float, max_days: int) -> tuple[str, str]:
+    """(error, warning): stats keys no normal run will visit; unknown dated keys.
 
-    They sit below ``earliest`` (or ``earliest`` is absent): a writer that did not
-    lower it, or a deleted ``earliest``. Nothing is changed for them: rotating them
-    is one command, which the message gives. Costs one SCAN of the keyspace.
+    Stats keys of stable dates below ``earliest`` (or with ``earliest`` absent)
+    come from a writer that did not lower it, or a deleted ``earliest``. Nothing
+    is changed for them: the error gives the command that rotates them (in
+    chunks the backlog limit accepts). A key is only reported if it still
+    exists, and is still below ``earliest``, after the scan: a writer between
+    its increment and its ``earliest`` update is not an orphan. Keys of the
+    namespace that this job does not know (``...:{d}:extra:cancelled``, a date
+    past 9999) are only a warning: no command of ours would rotate them.
+    Costs one SCAN of the keyspace.
     """
     stable = last_stable(now)
+    dated, unknown = side.scan_keys()
+    warning = ""
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        warning = (
+            f"{len(unknown)} key(s) in the stats namespace are not stats keys this job knows "
+            f"and are left alone: {shown}"
+        )
     try:
-        earliest = side.read_earliest()  # as it is after the walk
+        earliest = side.read_earliest()  # as it is after the walk and the scan
     except DataError:
-        return ""  # reported by the next run's plan
-    dated = side.scan_dated_keys()
-    found = sorted(d for d in dated if d <= stable and (earliest is None or d < earliest))
+        return "", warning  # reported by the next run's plan
+    candidates = {
+        d: keys for d, keys in dated.items() if d <= stable and (earliest is None or d < earliest)
+    }
+    still = side.existing([k for keys in candidates.values() for k in keys])
+    found = sorted(d for d, keys in candidates.items() if any(k in still for k in keys))
     if not found:
-        return ""
-    keys = sum(len(dated[d]) for d in found)
+        return "", warning
+    keys = sum(1 for d in found for k in candidates[d] if k in still)
     where = "is absent" if earliest is None else f"is {iso(earliest)}"
     last = found[-1] if earliest is None else min(stable, earliest - 1)
-    return (
+    chunk_last = min(last, found[0] + max_days - 1)
+    command = f"`python -m rotate_stats --from {iso(found[0])} --to {iso(chunk_last)}`"
+    if chunk_last < last:
+        command += (
+            f", then on up to {iso(last)} in ranges of at most {max_days} dates "
+            "(ROTATE_STATS_MAX_BACKLOG_DAYS)"
+        )
+    error = (
         f"{keys} stats key(s) for {len(found)} date(s) from {iso(found[0])} to {iso(found[-1])} "
-        f"will never be rotated: {family.EARLIEST_KEY} {where}; rotate them with "
-        f"`python -m rotate_stats --from {iso(found[0])} --to {iso(last)}`"
+        f"will never be rotated: {family.EARLIEST_KEY} {where}; rotate them with {command}"
     )
+    return error, warning
 
 
 def _nothing_to_do(earliest: int | None, now: float) -> str:

@@ -102,7 +102,8 @@ def test_migrate_rotate_and_repeat(run: Run, redis_client: redis.Redis, database
     assert by_date["2024-03-10"][5:7] == (1, '{"sync:locked":1}')
     assert by_date["2024-03-11"][3:5] == (0, "{}")
     assert int(redis_client.get(family.EARLIEST_KEY)) == today(now) - 1
-    assert sorted(redis_client.scan_iter()) == [family.EARLIEST_KEY.encode()]
+    keys = sorted(redis_client.scan_iter())
+    assert keys == sorted([family.EARLIEST_KEY.encode(), family.CLAIM_SEQUENCE_KEY.encode()])
 
     assert run(database=database).returncode == 0
     assert database.rows() == stored

@@ -92,7 +92,7 @@ def test_own_keys_are_outside_the_live_namespace() -> None:
 
 
 @SETTINGS
-@given(unix_dates)
+@given(st.integers(min_value=0, max_value=family.MAX_UNIX_DATE))
 def test_date_of_key_inverts_every_dated_key(d: int) -> None:
     keys = [
         family.counts_key(d),
@@ -103,6 +103,22 @@ def test_date_of_key_inverts_every_dated_key(d: int) -> None:
     ]
     for key in keys:
         assert family.date_of_key(key) == d, key
+
+
+@given(st.integers().filter(lambda d: not 0 <= d <= family.MAX_UNIX_DATE))
+def test_keys_of_dates_outside_1970_9999_are_unknown(d: int) -> None:
+    for key in [family.counts_key(d), *family.claim_keys(d), family.claim_id_key(d)]:
+        parsed = family.parse_dated_key(key)
+        assert family.date_of_key(key) is None and parsed is not None and not parsed[1], key
+
+
+@given(st.integers(min_value=0, max_value=family.MAX_UNIX_DATE), st.text(min_size=1))
+def test_unknown_suffixes_are_unknown(d: int, suffix: str) -> None:
+    key = f"{family.counts_key(d)}:{suffix}"
+    if suffix in {f"extra:{e}" for e in EVENTS}:
+        assert family.parse_dated_key(key) == (d, True)
+    else:
+        assert family.parse_dated_key(key) == (d, False) and family.date_of_key(key) is None
 
 
 @pytest.mark.parametrize(
