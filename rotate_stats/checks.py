@@ -50,16 +50,16 @@ def check(
     for row in store.rows(report.first, report.last):
         report.rows_checked += 1
         d = parse_iso(row.retrieved_for)
-        for column in row.problems:
+        for column, detail in zip(row.problems, row.details, strict=True):
             report.findings.append(
                 Finding(
                     d,
-                    Invariant.GRAMMAR,
+                    Invariant.GRAMMAR if column.endswith("_breakdown") else Invariant.NON_NEGATIVE,
                     column.removesuffix("_breakdown"),
                     None,
                     None,
                     None,
-                    f"{column} is not a JSON object of integers",
+                    f"{column}: {detail}",
                 )
             )
         report.findings += check_day(d, row.day)
@@ -95,6 +95,8 @@ class Status:
     earliest_error: str | None = None
     unknown_keys: tuple[str, ...] = ()
     """Keys of the stats namespaces that are not stats keys this job knows (left alone)."""
+    durability: str = ""
+    """What the default (auto) fence would use, and a warning when it has nothing."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -110,6 +112,7 @@ class Status:
             "pending_migrations": self.pending_migrations,
             "earliest_error": self.earliest_error,
             "unknown_keys": list(self.unknown_keys),
+            "durability": self.durability,
         }
 
 
@@ -155,4 +158,10 @@ def status(side: RedisSide, store: Store | None, now: float | None = None) -> St
         pending,
         earliest_error,
         tuple(unknown),
+        _durability(side),
     )
+
+
+def _durability(side: RedisSide) -> str:
+    fence = side.resolve_fence("auto")
+    return fence.description + (f"; WARNING: {fence.warning}" if fence.warning else "")

@@ -119,6 +119,9 @@ for i = 1, n do
     for j = 0, 6 do
       if redis.call('EXISTS', KEYS[live + j]) == 1 then
         redis.call('RENAME', KEYS[live + j], KEYS[claim + j])
+        -- a writer's TTL travels with RENAME: a claim must never expire or be evicted
+        -- under volatile-* policies before it is committed
+        redis.call('PERSIST', KEYS[claim + j])
         any = true
       end
     end

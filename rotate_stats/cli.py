@@ -205,6 +205,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             lock_ttl_ms=int(settings.lock_ttl * 1000),
             max_backlog_days=settings.max_backlog_days,
             scan_orphans=settings.scan_orphans,
+            max_clock_skew=settings.max_clock_skew,
+            allow_eviction=settings.allow_eviction,
+            fence=settings.redis_fence,
+            fence_timeout_ms=int(settings.redis_fence_timeout * 1000),
         )
         report = rotate(side.client, store, options)
         _emit(args.format, report.as_dict(), render_report(report))

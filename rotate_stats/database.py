@@ -48,12 +48,19 @@ class CommitResult:
 
 @dataclass(frozen=True)
 class StoredRow:
-    """A row of the table; ``problems`` lists breakdown columns that are not JSON objects."""
+    """A row of the table.
+
+    ``problems`` names the columns a merge cannot add to (hand-edited rows: a
+    count that is not an integer, a breakdown that is not a JSON object of
+    64-bit integers or has a key twice); ``details`` says what is wrong with
+    each, in the same order. Such a column reads as 0 / ``{}`` in ``day``.
+    """
 
     retrieved_for: str
     retrieved_at: float
     day: DayCounts
     problems: tuple[str, ...] = ()
+    details: tuple[str, ...] = ()
 
 
 class Store(Protocol):
@@ -225,9 +232,15 @@ def _merge_breakdown(column: str) -> str:
     )
 
 
+def _merge_count(column: str) -> str:
+    # SQLite turns an integer sum that overflows 64 bits into a REAL: NULL instead,
+    # so the NOT NULL constraint fails the batch rather than store a float.
+    return f"{column} = CASE WHEN typeof({column} + ?) = 'integer' THEN {column} + ? END"
+
+
 MERGE_CLAIM = (
     f"UPDATE {family.TABLE} SET retrieved_at = ?, "
-    + ", ".join(f"{e} = {e} + ?, " + _merge_breakdown(f"{e}_breakdown") for e in family.EVENTS)
+    + ", ".join(_merge_count(e) + ", " + _merge_breakdown(f"{e}_breakdown") for e in family.EVENTS)
     + f" WHERE retrieved_for = ? AND NOT EXISTS "
     f"(SELECT 1 FROM {family.CLAIMS_TABLE} WHERE claim_id = ?)"
 )
@@ -259,7 +272,8 @@ def commit_statements(item: DateCommit, iso_date: str, retrieved_at: float) -> l
     if item.claim_id:
         merge: list[object] = [retrieved_at]
         for event in family.EVENTS:
-            merge += [item.day.count(event), breakdown_json(item.day.breakdown(event))]
+            count = item.day.count(event)
+            merge += [count, count, breakdown_json(item.day.breakdown(event))]
         merge += [iso_date, item.claim_id]
         statements.append((MERGE_CLAIM, tuple(merge)))
         statements.append((RECORD_CLAIM, (item.claim_id, iso_date, retrieved_at, item.claim_id)))
@@ -280,26 +294,82 @@ def migration_statements(migration: Migration) -> list[Statement]:
     ]
 
 
+INT64 = (-(2**63), 2**63 - 1)
+"""The integers SQLite stores exactly (beyond them arithmetic turns to REAL)."""
+
+
+def is_int64(value: object) -> bool:
+    return type(value) is int and INT64[0] <= value <= INT64[1]
+
+
+def _count_problem(value: object) -> str | None:
+    return None if is_int64(value) else f"{value!r} is not a 64-bit integer"
+
+
+def _breakdown_problem(text: object) -> tuple[dict[str, int], str | None]:
+    """The parsed breakdown, or {} and why a merge cannot add to it."""
+    duplicates: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in items:
+            if key in seen:
+                duplicates.append(key)
+            seen[key] = value
+        return seen
+
+    try:
+        parsed = json.loads(str(text), object_pairs_hook=pairs)
+    except ValueError:
+        return {}, f"{str(text)[:80]!r} is not JSON"
+    if not isinstance(parsed, dict):
+        return {}, f"{str(text)[:80]!r} is not a JSON object"
+    if duplicates:
+        return {}, f"key {duplicates[0]!r} appears more than once"
+    bad = next((k for k, v in parsed.items() if not is_int64(v)), None)
+    if bad is not None:
+        return {}, f"value {parsed[bad]!r} of key {bad!r} is not a 64-bit integer"
+    return parsed, None
+
+
 def row_from_values(values: Sequence[Any]) -> StoredRow:
-    """A StoredRow from values in ``family.COLUMNS`` order."""
+    """A StoredRow from values in ``family.COLUMNS`` order; never raises on odd values."""
     retrieved_for, retrieved_at, *rest = values
     counts: dict[str, int] = {}
     breakdowns: dict[str, dict[str, int]] = {}
     problems: list[str] = []
+    details: list[str] = []
     for i, event in enumerate(family.EVENTS):
-        counts[event] = int(rest[2 * i])
-        try:
-            parsed = json.loads(str(rest[2 * i + 1]))
-        except ValueError:
-            parsed = None
-        if not isinstance(parsed, dict) or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in parsed.values()
-        ):
+        count, text = rest[2 * i], rest[2 * i + 1]
+        problem = _count_problem(count)
+        if problem is None:
+            counts[event] = count
+        else:
+            problems.append(event)
+            details.append(problem)
+        breakdown, problem = _breakdown_problem(text)
+        if problem is None:
+            breakdowns[event] = breakdown
+        else:
             problems.append(f"{event}_breakdown")
-            continue
-        breakdowns[event] = parsed
+            details.append(problem)
+    try:
+        at = float(retrieved_at)
+    except (TypeError, ValueError):
+        at = float("nan")
     day = DayCounts(counts, breakdowns)
-    return StoredRow(str(retrieved_for), float(retrieved_at), day, tuple(problems))
+    return StoredRow(str(retrieved_for), at, day, tuple(problems), tuple(details))
+
+
+def overflow(day: DayCounts) -> tuple[str, str, int] | None:
+    """(event, breakdown key or "", value) of the first value beyond 64 bits, if any."""
+    for event in family.EVENTS:
+        if not is_int64(day.count(event)):
+            return event, "", day.count(event)
+        for key, value in day.breakdown(event).items():
+            if not is_int64(value):
+                return event, key, value
+    return None
 
 
 # -- SQLite -----------------------------------------------------------------------------------

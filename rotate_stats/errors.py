@@ -5,6 +5,8 @@
     RotateStatsError            root; catch this to catch everything below
     ├── ConfigError             a setting, flag or URL is wrong (exit 2)
     ├── AmbiguousWrite          the recorder's increment was sent but not answered
+    ├── ClockSkew               this host's clock and Redis's disagree (exit 1)
+    ├── FenceNotMet             Redis did not confirm the claims durable in time (exit 1)
     ├── DataError               Redis or the table holds something we cannot use (exit 1)
     ├── LockHeld                another run holds the lock (exit 75)
     ├── NotMigrated             the database lacks migrations (exit 1)
@@ -16,6 +18,8 @@ Redis, and the database only ever sees whole batches.
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 
 class RotateStatsError(Exception):
@@ -47,6 +51,48 @@ class AmbiguousWrite(RotateStatsError):
         super().__init__(
             f"{key}: increment of {amount} sent, but no answer ({cause}); it may or may not "
             "have been recorded, and it was not resent"
+        )
+
+
+class ClockSkew(RotateStatsError):
+    """The job's clock and Redis's ``TIME`` differ by more than allowed; nothing done.
+
+    Which dates are stable depends on the clock: a job clock a day ahead would
+    rotate the real yesterday, and writers' legitimate increments would then be
+    refused or land behind ``earliest``.
+    """
+
+    def __init__(self, local: float, server: float, allowed: float) -> None:
+        self.local = local
+        self.server = server
+        self.allowed = allowed
+
+        def show(t: float) -> str:
+            return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="seconds")
+
+        super().__init__(
+            f"this host's clock says {show(local)} but Redis TIME says {show(server)} "
+            f"({local - server:+.0f}s, more than ROTATE_STATS_MAX_CLOCK_SKEW={allowed:g}s); "
+            "nothing was done: fix the clock (NTP) on this host or on the Redis server"
+        )
+
+
+class FenceNotMet(RotateStatsError):
+    """Redis did not confirm the batch's claims as durable (replicas / AOF) in time.
+
+    Nothing was committed: the claims stay pending in Redis and the next run
+    resumes them. Committing a claim Redis may still forget (a failover to a
+    replica that never got it, a restart from an older snapshot) would let its
+    counts be rotated a second time.
+    """
+
+    def __init__(self, fence: str, got: str, timeout_ms: int) -> None:
+        self.fence = fence
+        self.got = got
+        super().__init__(
+            f"durability fence not met: wanted {fence}, got {got} within {timeout_ms} ms; "
+            "nothing was committed, the claims stay in Redis for the next run "
+            "(check replication / AOF, or ROTATE_STATS_REDIS_FENCE)"
         )
 
 

@@ -67,6 +67,8 @@ EARLIEST_KEY = f"{LIVE_PREFIX}:earliest"
 LOCK_KEY = f"{OWN_PREFIX}:lock"
 REFUSED_KEY = f"{OWN_PREFIX}:refused"
 """Hash ``{unix_date}:{event}`` -> increments the recorder refused because the date was rotated."""
+FENCE_KEY = f"{OWN_PREFIX}:fence"
+"""Written right before WAIT/WAITAOF so that the wait covers every earlier write."""
 CLAIM_SEQUENCE_KEY = f"{OWN_PREFIX}:claim_sequence"
 """A counter the claim script increments for every claim it cuts (part of the id)."""
 

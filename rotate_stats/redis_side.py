@@ -23,7 +23,7 @@ import redis
 from redis.commands.core import Script
 
 from . import family
-from .errors import DataError
+from .errors import ConfigError, DataError, FenceNotMet
 from .invariants import DayCounts
 
 _INT = re.compile(r"0|-?[1-9][0-9]*")
@@ -112,6 +112,31 @@ def day_from_hashes(keys: Sequence[str], hashes: Sequence[Any]) -> DayCounts:
 
 
 @dataclass(frozen=True)
+class Fence:
+    """How a batch's claims are made durable before they are committed.
+
+    ``replicas``: WAIT for that many replicas; ``aof``: WAITAOF on the primary's
+    own AOF. ``description`` says what is used; ``warning`` what is not covered.
+    """
+
+    replicas: int = 0
+    aof: bool = False
+    description: str = "none"
+    warning: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.replicas > 0 or self.aof
+
+
+NO_DURABILITY = (
+    "Redis has neither a replica nor AOF with WAITAOF: if it crashes or fails over, rotated "
+    "claims it forgot come back as live counts and are rotated again (README: Redis "
+    "requirements)"
+)
+
+
+@dataclass(frozen=True)
 class Claim:
     """What the claim script found for one date.
 
@@ -157,6 +182,106 @@ class RedisSide:
                 f"a unix date (whole days since 1970-01-01, 0 to {family.MAX_UNIX_DATE})",
             )
         return int(text)
+
+    # -- durability ---------------------------------------------------------------------------
+
+    def info(self, section: str) -> dict[str, Any]:
+        """An INFO section; {} where INFO is unavailable (fakeredis, renamed commands)."""
+        try:
+            reply: dict[str, Any] = self.client.info(section)
+        except redis.ResponseError:
+            return {}
+        return reply
+
+    def resolve_fence(self, setting: str) -> Fence:
+        """The fence for ``ROTATE_STATS_REDIS_FENCE`` (auto, none, aof, replicas:N).
+
+        ``auto`` waits for every connected replica and, where the server has
+        WAITAOF (Redis 7.2+, Valkey) and AOF is on, for the local AOF fsync; AOF
+        with ``appendfsync always`` needs no wait. ConfigError when an explicit
+        fence cannot be honoured by this server.
+        """
+        if setting == "none":
+            return Fence(description="none (ROTATE_STATS_REDIS_FENCE=none)", warning=NO_DURABILITY)
+        replication = self.info("replication")
+        persistence = self.info("persistence")
+        server = self.info("server")
+        replicas = int(replication.get("connected_slaves", 0))
+        aof_on = int(persistence.get("aof_enabled", 0)) == 1
+        version = tuple(int(x) for x in str(server.get("redis_version", "0")).split(".")[:2])
+        has_waitaof = version >= (7, 2)
+        if setting.startswith("replicas:"):
+            wanted = int(setting.split(":", 1)[1])
+            return Fence(replicas=wanted, description=f"WAIT {wanted} replica(s)")
+        if setting == "aof":
+            if not (aof_on and has_waitaof):
+                raise ConfigError(
+                    "ROTATE_STATS_REDIS_FENCE",
+                    setting,
+                    "a server with WAITAOF (Redis 7.2+ or Valkey) and appendonly yes "
+                    f"(this one: version {'.'.join(map(str, version))}, "
+                    f"appendonly {'yes' if aof_on else 'no'})",
+                )
+            return Fence(aof=True, description="WAITAOF (local AOF fsync)")
+        parts = [f"WAIT {replicas} replica(s)"] if replicas else []
+        use_aof = aof_on and has_waitaof
+        if use_aof:
+            parts.append("WAITAOF (local AOF fsync)")
+        elif aof_on and self._appendfsync() == "always":
+            parts.append("AOF appendfsync always (no wait needed)")
+        description = "auto: " + (" + ".join(parts) if parts else "nothing available")
+        warning = "" if parts else NO_DURABILITY
+        return Fence(replicas=replicas, aof=use_aof, description=description, warning=warning)
+
+    def _appendfsync(self) -> str | None:
+        try:
+            reply = self.client.config_get("appendfsync")
+        except redis.ResponseError:
+            return None
+        value = reply.get("appendfsync") if isinstance(reply, dict) else None
+        return _text(value) if value is not None else None
+
+    def fence(self, fence: Fence, token: str, timeout_ms: int) -> None:
+        """Wait until every write so far (claims of any run) is on replicas / AOF.
+
+        WAIT and WAITAOF cover the writes of their own connection, so a tiny write
+        goes first on the same connection: its offset covers every earlier write.
+        """
+        if not fence.active:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(family.FENCE_KEY, token, px=max(timeout_ms * 2, 60_000))
+        if fence.aof:
+            pipe.execute_command("WAITAOF", 1, 0, timeout_ms)  # type: ignore[no-untyped-call]
+        if fence.replicas:
+            pipe.execute_command("WAIT", fence.replicas, timeout_ms)  # type: ignore[no-untyped-call]
+        replies = pipe.execute()[1:]
+        got: list[str] = []
+        met = True
+        if fence.aof:
+            fsynced = int(replies.pop(0)[0]) >= 1
+            met = met and fsynced
+            got.append(f"local AOF {'fsynced' if fsynced else 'not fsynced'}")
+        if fence.replicas:
+            acked = int(replies.pop(0))
+            met = met and acked >= fence.replicas
+            got.append(f"{acked} replica(s)")
+        if not met:
+            raise FenceNotMet(fence.description, ", ".join(got), timeout_ms)
+
+    def eviction_policy(self) -> str | None:
+        """``maxmemory-policy``, or None where CONFIG is disabled (managed services)."""
+        try:
+            reply = self.client.config_get("maxmemory-policy")
+        except redis.ResponseError:
+            return None
+        value = reply.get("maxmemory-policy") if isinstance(reply, dict) else None
+        return _text(value) if value is not None else None
+
+    def server_time(self) -> float:
+        """Redis ``TIME`` as seconds since the epoch."""
+        seconds, micros = self.client.time()
+        return int(seconds) + int(micros) / 1e6
 
     # -- lock -------------------------------------------------------------------------------
 

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import redis
 
 from . import family
-from .database import DateCommit, Store, StoredRow, require_migrated
+from .database import DateCommit, Store, StoredRow, overflow, require_migrated
 from .dates import iso, last_stable, today
-from .errors import ConfigError, DataError, LockHeld, RotateStatsError
+from .errors import ClockSkew, ConfigError, DataError, LockHeld, RotateStatsError
 from .invariants import DayCounts, Finding, check_day
-from .redis_side import Claim, RedisSide
+from .redis_side import Claim, Fence, RedisSide
 from .report import DateOutcome, DateState, ExitCode, RotationReport
 
 log = logging.getLogger("rotate_stats")
@@ -52,6 +52,13 @@ class RotateOptions:
     max_backlog_days: int = 3660
     scan_orphans: bool = True
     """Normal runs SCAN for stats keys no run would visit (O(keyspace), see _orphans)."""
+    max_clock_skew: float = 300.0
+    """Seconds the job's clock may differ from Redis ``TIME``; 0 turns the check off."""
+    allow_eviction: bool = False
+    """Run even under ``maxmemory-policy allkeys-*``, which may evict a pending claim."""
+    fence: str = "auto"
+    """Durability fence before each commit: auto, none, aof or replicas:N (redis_side.Fence)."""
+    fence_timeout_ms: int = 10_000
 
 
 def plan(side: RedisSide, options: RotateOptions, now: float) -> tuple[list[int], int | None]:
@@ -111,27 +118,42 @@ def rotate(
 ) -> RotationReport:
     """Rotate stable dates from Redis into the store; see the module docstring.
 
-    Raises ConfigError, NotMigrated, DataError (garbage ``earliest``) or LockHeld
-    before anything is touched. Errors met while walking (bad data on a date, the
+    Raises ConfigError, ClockSkew (this clock and Redis ``TIME`` disagree, checked
+    when ``now`` is not given), NotMigrated, DataError (garbage ``earliest``) or
+    LockHeld before anything is touched. Errors met while walking (bad data on a date, the
     store failing) end the walk: they are in ``report.error`` and every date
     before them is done.
     """
     options = options or RotateOptions()
-    now = time.time() if now is None else now
-    run_id = run_id or uuid.uuid4().hex
     side = RedisSide(client)
+    if now is None:
+        now = time.time()
+        if options.max_clock_skew > 0:  # an explicit ``now`` (tests, replays) is trusted
+            server = side.server_time()
+            if abs(now - server) > options.max_clock_skew:
+                raise ClockSkew(now, server, options.max_clock_skew)
+    run_id = run_id or uuid.uuid4().hex
     report = RotationReport(run_id, started_at=now, dry_run=options.dry_run, strict=options.strict)
     require_migrated(store)
+    eviction = _eviction_note(side, options.allow_eviction)
+    if eviction:
+        report.notes.append(eviction)
+        log.warning("%s", eviction)
     dates, earliest = plan(side, options, now)
     report.earliest_before = earliest
     if dates:
         report.first_date, report.last_date = dates[0], dates[-1]
     elif options.first is None:
         report.notes.append(_nothing_to_do(earliest, now))
+    fence = side.resolve_fence(options.fence)
+    report.notes.append(f"durability fence: {fence.description}")
+    if fence.warning:
+        report.notes.append(fence.warning)
+        log.warning("%s", fence.warning)
     if options.dry_run:
         _dry_run(side, store, dates, options, report)
     elif dates:
-        _walk(side, store, dates, options, report)
+        _walk(side, store, dates, options, report, fence)
     orphans, unknown = "", ""
     if options.first is None and options.scan_orphans:
         orphans, unknown = _orphans(side, now, options.max_backlog_days)
@@ -148,7 +170,12 @@ def rotate(
 
 
 def _walk(
-    side: RedisSide, store: Store, dates: list[int], options: RotateOptions, report: RotationReport
+    side: RedisSide,
+    store: Store,
+    dates: list[int],
+    options: RotateOptions,
+    report: RotationReport,
+    fence: Fence,
 ) -> None:
     """Lock, then rotate the dates batch by batch; errors end the walk into the report."""
     run_id = report.run_id
@@ -162,11 +189,11 @@ def _walk(
                 report.error_exit = ExitCode.LOCKED
                 break
             batch = dates[start : start + options.batch_size]
-            proceed, picked_up = _rotate_batch(side, store, batch, options, report)
+            proceed, picked_up = _rotate_batch(side, store, batch, options, report, fence)
             if proceed and picked_up:
                 # writes that landed while an earlier run's claim was pending are in
                 # fresh live keys: claim them now, so one run finishes the batch
-                proceed, _ = _rotate_batch(side, store, batch, options, report, retry=True)
+                proceed, _ = _rotate_batch(side, store, batch, options, report, fence, retry=True)
             if not proceed:
                 break
     except RotateStatsError as exc:
@@ -226,6 +253,31 @@ def _orphans(side: RedisSide, now: float, max_days: int) -> tuple[str, str]:
     return error, warning
 
 
+def _eviction_note(side: RedisSide, allowed: bool) -> str:
+    """A warning to print, or raise ConfigError for an evicting policy not allowed.
+
+    Under ``allkeys-*`` Redis may evict any key when memory runs out - a pending
+    claim too, whose counts would then be lost. Claim keys are PERSISTed, so the
+    ``volatile-*`` policies cannot evict them.
+    """
+    policy = side.eviction_policy()
+    if policy is None:
+        return (
+            "cannot read maxmemory-policy (CONFIG is disabled): make sure Redis does not use "
+            "an allkeys-* policy, which may evict a pending claim"
+        )
+    if not policy.startswith("allkeys-"):
+        return ""
+    if not allowed:
+        raise ConfigError(
+            "Redis maxmemory-policy",
+            policy,
+            "noeviction or a volatile-* policy (allkeys-* may evict a pending claim and lose "
+            "its counts); set ROTATE_STATS_ALLOW_EVICTION=1 to run anyway",
+        )
+    return f"maxmemory-policy is {policy}: a pending claim may be evicted (allowed)"
+
+
 def _nothing_to_do(earliest: int | None, now: float) -> str:
     if earliest is None:
         return f"{family.EARLIEST_KEY} is absent: nothing to rotate"
@@ -241,6 +293,7 @@ def _rotate_batch(
     batch: list[int],
     options: RotateOptions,
     report: RotationReport,
+    fence: Fence,
     retry: bool = False,
 ) -> tuple[bool, bool]:
     """One batch; returns (go on, picked up an earlier run's claim).
@@ -249,22 +302,14 @@ def _rotate_batch(
     """
     existing = _rows_by_date(store, batch)
     claims, invalid = side.claim(batch, report.run_id)
-    corrupt = next(
-        (i for i, c in enumerate(claims) if c.claim_id and _problems(existing.get(c.unix_date))),
-        None,
-    )
-    if corrupt is not None:  # a row we would merge into is unreadable: stop before it
-        row = existing[claims[corrupt].unix_date]
-        invalid = DataError(
-            f"{family.TABLE} row {row.retrieved_for}",
-            row.problems[0],
-            "not a JSON object of integers",
-            "a JSON object of integers to add the late counts to",
-            "repair the row; its date's counts stay in Redis until then",
-        )
-        claims, dropped = claims[:corrupt], claims[corrupt:]
-        _give_back(side, dropped)
     prospective = {c.unix_date: _prospective(c, existing.get(c.unix_date)) for c in claims}
+    for i, claim in enumerate(claims):
+        blocker = _unmergeable(claim, existing.get(claim.unix_date), prospective[claim.unix_date])
+        if blocker is not None:  # stop before this date; fresh claims go back to Redis
+            invalid = blocker
+            claims, dropped = claims[:i], claims[i:]
+            _give_back(side, dropped)
+            break
     findings = {d: check_day(d, day) if day is not None else [] for d, day in prospective.items()}
 
     keep = len(claims)
@@ -278,6 +323,8 @@ def _rotate_batch(
     committed, give_back = claims[:keep], claims[keep:]
     retrieved_at = time.time()
     if committed:
+        if any(c.claim_id for c in committed):  # Redis must not forget a claim we commit
+            side.fence(fence, report.run_id, options.fence_timeout_ms)
         items = [DateCommit(c.unix_date, c.claim_id, c.day) for c in committed]
         results = store.commit(items, retrieved_at)
         released, report.earliest_after = side.release(
@@ -317,8 +364,32 @@ def _give_back(side: RedisSide, claims: Sequence[Claim]) -> None:
             side.restore(claim)
 
 
-def _problems(row: StoredRow | None) -> tuple[str, ...]:
-    return () if row is None else row.problems
+def _unmergeable(claim: Claim, row: StoredRow | None, after: DayCounts | None) -> DataError | None:
+    """Why this claim cannot be added to its row (a hand-edited row, or a sum past
+    64 bits), or None. Checked before the commit; the SQL guards it again."""
+    if not claim.claim_id:
+        return None
+    where = f"{family.TABLE} row {iso(claim.unix_date)}"
+    if row is not None and row.problems:
+        return DataError(
+            where,
+            row.problems[0],
+            row.details[0],
+            "a 64-bit integer count / a JSON object of 64-bit integers, each key once",
+            "repair the row; its date's counts stay in Redis until then",
+        )
+    too_big = overflow(after) if after is not None else None
+    if too_big is not None:
+        event, key, value = too_big
+        return DataError(
+            where,
+            f"{event}_breakdown[{key!r}]" if key else event,
+            value,
+            "a merged value within a signed 64-bit integer",
+            "the counts in Redis plus the row exceed what the table can hold; "
+            "they stay in Redis until the data is repaired",
+        )
+    return None
 
 
 def _rows_by_date(store: Store, batch: Sequence[int]) -> dict[int, StoredRow]:

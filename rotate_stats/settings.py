@@ -50,6 +50,23 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
         "scan_orphans",
         "0 to skip the SCAN for stats keys below earliest after each run (1)",
     ),
+    "ROTATE_STATS_MAX_CLOCK_SKEW": (
+        "max_clock_skew",
+        "seconds this host's clock may differ from Redis TIME before a run refuses "
+        "(300; 0: no check)",
+    ),
+    "ROTATE_STATS_ALLOW_EVICTION": (
+        "allow_eviction",
+        "1 to run even when Redis's maxmemory-policy is allkeys-* (may evict pending claims)",
+    ),
+    "ROTATE_STATS_REDIS_FENCE": (
+        "redis_fence",
+        "durability fence before each commit: auto, none, aof or replicas:N (auto)",
+    ),
+    "ROTATE_STATS_REDIS_FENCE_TIMEOUT": (
+        "redis_fence_timeout",
+        "seconds to wait for replicas / AOF before giving up on a batch (10)",
+    ),
     "ROTATE_STATS_STRICT": ("strict", "1 to stop before a date that violates an invariant"),
     "ROTATE_STATS_LOG_LEVEL": ("log_level", "DEBUG, INFO, WARNING or ERROR (INFO)"),
 }
@@ -89,6 +106,10 @@ class Settings:
     rqlite_ca_file: str | None = None
     rqlite_insecure: bool = False
     scan_orphans: bool = True
+    max_clock_skew: float = 300.0
+    allow_eviction: bool = False
+    redis_fence: str = "auto"
+    redis_fence_timeout: float = 10.0
     strict: bool = False
     log_level: str = "INFO"
 
@@ -112,6 +133,18 @@ class Settings:
             ("batch_size", 1 <= self.batch_size <= 1000, "an integer from 1 to 1000"),
             ("lock_ttl", 1 <= self.lock_ttl <= 86400, "seconds from 1 to 86400"),
             ("max_backlog_days", self.max_backlog_days >= 1, "a positive integer"),
+            ("max_clock_skew", 0 <= self.max_clock_skew <= 86400, "seconds from 0 to 86400"),
+            (
+                "redis_fence",
+                re.fullmatch(r"auto|none|aof|replicas:[1-9][0-9]{0,2}", self.redis_fence)
+                is not None,
+                "auto, none, aof or replicas:N (N from 1 to 999)",
+            ),
+            (
+                "redis_fence_timeout",
+                0 < self.redis_fence_timeout <= 3600,
+                "seconds, 0 < t <= 3600",
+            ),
             ("database_timeout", 0 < self.database_timeout <= 3600, "seconds, 0 < t <= 3600"),
             (
                 "database_retry_for",

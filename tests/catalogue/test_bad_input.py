@@ -304,7 +304,12 @@ def _below_earliest(ctx: Ctx) -> Expect:
 def _corrupt_row(ctx: Ctx) -> Expect:
     # the row of D cannot take the late write planted by the baseline (one sync job)
     ctx.database.execute(INSERT, *row(iso(D), requested_breakdown='{"sync":1'))
-    names = (f"{family.TABLE} row {iso(D)}", "requested_breakdown", "a JSON object of integers")
+    names = (
+        f"{family.TABLE} row {iso(D)}",
+        "requested_breakdown",
+        "is not JSON",
+        "64-bit integers",
+    )
     return Expect(1, names)
 
 
@@ -434,6 +439,8 @@ for _id, _var, _value, _expected in [
     ("lock-ttl-zero", "ROTATE_STATS_LOCK_TTL", "0", ("seconds from 1 to 86400",)),
     ("database-timeout-zero", "ROTATE_STATS_DATABASE_TIMEOUT", "0", ("0 < t <= 3600",)),
     ("retry-for-negative", "ROTATE_STATS_DATABASE_RETRY_FOR", "-1", ("seconds from 0 to 86400",)),
+    ("clock-skew-negative", "ROTATE_STATS_MAX_CLOCK_SKEW", "-5", ("seconds from 0 to 86400",)),
+    ("fence-unknown", "ROTATE_STATS_REDIS_FENCE", "replicas:0", ("replicas:N (N from 1",)),
     ("strict-not-a-boolean", "ROTATE_STATS_STRICT", "maybe", ("1/0",)),
     ("log-level-unknown", "ROTATE_STATS_LOG_LEVEL", "LOUD", ("DEBUG, INFO, WARNING",)),
 ]:

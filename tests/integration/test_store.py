@@ -261,3 +261,64 @@ def test_a_commit_that_would_not_change_exactly_one_row_commits_nothing(
     assert bare_store.read(f"SELECT COUNT(*) FROM {family.CLAIMS_TABLE}") == [(0,)]
     if before is not None:
         assert stored_tally(bare_store) == before
+
+
+# -- hand-edited rows and 64-bit limits (issue 8, items 8 and 12) ------------------------------
+
+BIG = 2**63 - 5
+HAND_EDITS = {
+    "duplicate-json-key": ("requested_breakdown", '{"sync":1,"sync":2}', "appears more than once"),
+    "text-count": ("requested", "abc", "'abc' is not a 64-bit integer"),
+    "fractional-count": ("requested", 2.5, "2.5 is not a 64-bit integer"),
+    "float-in-breakdown": ("requested_breakdown", '{"sync":1.5}', "1.5 of key 'sync'"),
+    "huge-in-breakdown": ("requested_breakdown", '{"sync":9223372036854775808}', "'sync'"),
+}
+
+
+@pytest.mark.parametrize(("column", "value", "named"), HAND_EDITS.values(), ids=HAND_EDITS.keys())
+def test_a_hand_edited_row_is_a_named_problem_in_the_merge_and_in_check(
+    redis_client: redis.Redis, store: Store, column: str, value: object, named: str
+) -> None:
+    from rotate_stats.checks import check
+
+    foreign_write(redis_client, D, "requested", "sync")
+    rotate(redis_client, store, RotateOptions(first=D), now=NOW)
+    run_sql(store, (f"UPDATE {family.TABLE} SET {column} = ? WHERE retrieved_for = ?",
+                    (value, _iso(D))))  # fmt: skip
+    checked = check(store)  # no traceback: a finding naming the column
+    assert any(column in f.detail and named in f.detail for f in checked.findings), checked
+    foreign_write(redis_client, D, "requested", "sync")  # a late write for that row
+    before = redis_dump(redis_client)
+    report = rotate(redis_client, store, RotateOptions(first=D), now=NOW)
+    assert report.exit_code is ExitCode.FAILURE
+    assert f"row {_iso(D)}" in (report.error or "") and named in report.error
+    assert redis_dump(redis_client) == before  # the late write is back in its live keys
+    (row,) = store.rows(None, None)
+    assert column in row.problems
+
+
+def test_a_merge_past_64_bits_is_refused_before_the_commit(
+    redis_client: redis.Redis, store: Store
+) -> None:
+    foreign_write(redis_client, D, "requested", "sync", BIG)
+    rotate(redis_client, store, RotateOptions(first=D), now=NOW)
+    foreign_write(redis_client, D, "requested", "sync", 10)
+    before = redis_dump(redis_client)
+    report = rotate(redis_client, store, RotateOptions(first=D), now=NOW)
+    assert report.exit_code is ExitCode.FAILURE
+    assert "a merged value within a signed 64-bit integer" in (report.error or "")
+    assert redis_dump(redis_client) == before
+    (row,) = store.rows(None, None)
+    assert row.day.count("requested") == BIG and not row.problems
+
+
+def test_the_commit_itself_refuses_a_count_past_64_bits(store: Store) -> None:
+    """The SQL guard, for a row that grew between the pre-check's read and the commit."""
+    first = DayCounts({"requested": BIG}, {"requested": {"sync": BIG}})
+    store.commit([DateCommit(D, "run-a/1", first)], 1.0)
+    more = DayCounts({"requested": 10}, {"requested": {"other": 10}})
+    with pytest.raises(StoreError, match="NOT NULL|overflow"):
+        store.commit([DateCommit(D, "run-b/1", more)], 2.0)
+    (row,) = store.rows(None, None)
+    assert row.day.count("requested") == BIG and not row.problems  # never a float
+    assert store.read(f"SELECT COUNT(*) FROM {family.CLAIMS_TABLE}") == [(1,)]

@@ -49,6 +49,10 @@ def test_every_known_variable_is_read() -> None:
         "ROTATE_STATS_RQLITE_CA_FILE": __file__,
         "ROTATE_STATS_RQLITE_INSECURE": "yes",
         "ROTATE_STATS_SCAN_ORPHANS": "off",
+        "ROTATE_STATS_MAX_CLOCK_SKEW": "30",
+        "ROTATE_STATS_ALLOW_EVICTION": "1",
+        "ROTATE_STATS_REDIS_FENCE": "replicas:2",
+        "ROTATE_STATS_REDIS_FENCE_TIMEOUT": "2.5",
     }
     assert set(env) == set(ENVIRONMENT)
     s = Settings.from_env(env)
@@ -63,6 +67,8 @@ def test_every_known_variable_is_read() -> None:
     assert s.log_level == "DEBUG"
     assert s.rqlite_ca_file == __file__ and s.rqlite_insecure is True
     assert s.scan_orphans is False
+    assert s.max_clock_skew == 30 and s.allow_eviction is True
+    assert s.redis_fence == "replicas:2" and s.redis_fence_timeout == 2.5
 
 
 def test_missing_ca_file_is_a_config_error() -> None:
