@@ -53,6 +53,7 @@ Every node is stopped by PID in ``close``, which the runner calls in a
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -221,6 +222,33 @@ class StrongReads:
         self.store.close()
 
 
+def raft_state(node: RqlitedNode, timeout: float = 0.5) -> str | None:
+    """The node's Raft state, if whatever answers on its port is this very node.
+
+    Other test suites on the machine also take free ports: a port picked for a
+    node can be taken by someone else's server before the node binds it, or
+    while it is down. ``/status`` must name this node's id and Raft address.
+    """
+    try:
+        status, text = node.http("GET", "/status", timeout=timeout)
+        store = json.loads(text).get("store", {}) if status == 200 else {}
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+    if store.get("node_id") != node.node_id or store.get("addr") != node.raft_addr:
+        return None
+    state = store.get("raft", {}).get("state")
+    return str(state) if state else None
+
+
+def _port_taken(node: RqlitedNode) -> bool:
+    """Did the node's latest start fail because its HTTP or Raft port was in use?"""
+    try:
+        text = (node.directory / "rqlited.log").read_text(errors="replace")
+    except OSError:
+        return False
+    return "address already in use" in text.rsplit("rqlited starting", 1)[-1]
+
+
 class ClusterBackend:
     """A fresh 3-node rqlited cluster for one scenario, with its faults and their timers."""
 
@@ -263,7 +291,12 @@ class ClusterBackend:
         for attempt in range(3):
             cluster = RqlitedCluster(binary, directory / f"cluster{attempt}", size=3)
             try:
-                return cluster.start(timeout=60)
+                cluster.start(timeout=60)
+                time.sleep(0.3)  # a node whose port was taken exits right after its start
+                strangers = [n.node_id for n in cluster.nodes if raft_state(n, 2) is None]
+                if strangers:
+                    raise RuntimeError(f"{strangers} not serving as themselves (port taken?)")
+                return cluster
             except RuntimeError as exc:
                 failure = str(exc)
                 cluster.stop()
@@ -276,7 +309,10 @@ class ClusterBackend:
         return {NODES_FILE_VARIABLE: str(self.nodes_file)}
 
     def _write_nodes_file(self) -> None:
-        listed = [{"host": n.host, "port": n.port, "pid": n.pid} for n in self.nodes]
+        listed = [
+            {"host": n.host, "port": n.port, "pid": n.pid, "id": n.node_id, "raft": n.raft_addr}
+            for n in self.nodes
+        ]
         tmp = self.nodes_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(listed))
         os.replace(tmp, self.nodes_file)
@@ -298,14 +334,8 @@ class ClusterBackend:
     def leader(self) -> RqlitedNode | None:
         """The node that says it leads, asking only nodes that run (a stopped one would hang)."""
         for i in self._up():
-            node = self.nodes[i]
-            try:
-                status, text = node.http("GET", "/status", timeout=0.5)
-            except OSError:
-                continue
-            if status == 200:
-                if json.loads(text).get("store", {}).get("raft", {}).get("state") == "Leader":
-                    return node
+            if raft_state(self.nodes[i]) == "Leader":
+                return self.nodes[i]
         return None
 
     # -- faults -------------------------------------------------------------------
@@ -439,6 +469,9 @@ class ClusterBackend:
             self.dead[i] = now + self.restart_delay
             if code == -signal.SIGKILL:  # a rotator with --fault leader-kill
                 self.happened["leader-kill at a commit (by a rotator)"] += 1
+            elif _port_taken(node):  # someone else's server took its port while it was down
+                self.happened["node restart failed (its port taken meanwhile), retried"] += 1
+                self.dead[i] = now + 0.5
             else:
                 self.problems.append(f"rqlited {node.node_id} exited by itself (code {code})")
 
@@ -464,14 +497,29 @@ class ClusterBackend:
         self.pending.clear()  # the timeline is over: its SIGCONTs were just sent
         for i in list(self.dead):
             self._restart(i)
-        for node in self.nodes:
-            if not node.alive():
-                node.start(wait=False)
-                self._write_nodes_file()
         deadline = time.monotonic() + timeout
         for node in self.nodes:
-            node.wait_serving(max(1.0, deadline - time.monotonic()))
+            self._bring_up(node, deadline)
         self.cluster.wait_stable(max(1.0, deadline - time.monotonic()))
+        strangers = [n.node_id for n in self.nodes if raft_state(n, 2) is None]
+        if strangers:
+            raise RuntimeError(f"{strangers} do not answer as themselves")
+
+    def _bring_up(self, node: RqlitedNode, deadline: float) -> None:
+        """Until the node serves; a start that failed on a taken port is tried again."""
+        while True:
+            if not node.alive():
+                node.kill()  # reaps an exited process
+                node.start(wait=False)
+                self._write_nodes_file()
+            try:
+                node.wait_serving(max(1.0, deadline - time.monotonic()))
+                return
+            except RuntimeError:
+                if not _port_taken(node) or time.monotonic() > deadline:
+                    raise
+                self.happened["node restart failed (its port taken meanwhile), retried"] += 1
+                time.sleep(0.5)
 
     def close(self) -> None:
         """Stop every node by PID (SIGCONT first for a stopped one), and the proxy."""

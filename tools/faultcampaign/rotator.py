@@ -138,7 +138,10 @@ def _kill_leader_soon(delay: float) -> None:
             continue
         finally:
             conn.close()
-        if status.get("store", {}).get("raft", {}).get("state") != "Leader":
+        store = status.get("store", {})
+        if (store.get("node_id"), store.get("addr")) != (node["id"], node["raft"]):
+            continue  # not the node the campaign started on that port
+        if store.get("raft", {}).get("state") != "Leader":
             continue
         # not a daemon: the process waits for it before exiting
         threading.Thread(target=_kill_after, args=(int(node["pid"]), delay)).start()
