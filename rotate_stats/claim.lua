@@ -2,11 +2,13 @@
 -- claim keys so that writes arriving afterwards land in fresh live keys.
 -- A claim left by an earlier run (crashed or overlapping) is returned as is.
 --
--- KEYS: 15 per date, dates in ARGV order, then the claim sequence counter:
+-- KEYS: 16 per date, dates in ARGV order, then the claim sequence counter:
 --   +1..+7   live counts hash, then live breakdown hashes in event order
 --   +8..+14  claim counts hash, then claim breakdown hashes (same order)
 --   +15      claim id string
---   KEYS[15n + 1]  claim sequence counter
+--   +16      pick-up marker: set to ARGV[2] when this call returns a pending claim,
+--            so that its owner's strict give-back (restore.lua) refuses from now on
+--   KEYS[16n + 1]  claim sequence counter
 -- ARGV[1]            n, the number of dates
 -- ARGV[2]            claim id prefix, unique per call; a new claim's id is
 --                    "<prefix>/<date>/<sequence>", the sequence drawn here, so a
@@ -88,8 +90,8 @@ end
 
 local replies = {}
 for i = 1, n do
-  local base = (i - 1) * 15
-  local live, claim, id_key = base + 1, base + 8, KEYS[base + 15]
+  local base = (i - 1) * 16
+  local live, claim, id_key, picked = base + 1, base + 8, KEYS[base + 15], KEYS[base + 16]
   local date = ARGV[2 + i]
   local id_type = key_type(id_key)
   if id_type ~= 'string' and id_type ~= 'none' then
@@ -97,6 +99,7 @@ for i = 1, n do
     return replies
   end
   if id_type == 'string' then
+    redis.call('SET', picked, run_id)
     local id = redis.call('GET', id_key)
     local reply = {'pending', id}
     for _, h in ipairs(contents(claim)) do reply[#reply + 1] = h end
@@ -126,8 +129,9 @@ for i = 1, n do
       end
     end
     if any then
-      local id = run_id .. '/' .. date .. '/' .. redis.call('INCR', KEYS[15 * n + 1])
+      local id = run_id .. '/' .. date .. '/' .. redis.call('INCR', KEYS[16 * n + 1])
       redis.call('SET', id_key, id)
+      redis.call('DEL', picked)
       local reply = {'claimed', id}
       for _, h in ipairs(contents(claim)) do reply[#reply + 1] = h end
       replies[#replies + 1] = reply

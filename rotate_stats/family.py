@@ -108,6 +108,11 @@ def claim_keys(unix_date: int) -> list[str]:
     return [base, *(f"{base}:extra:{e}" for e in EVENTS)]
 
 
+def claim_picked_key(unix_date: int) -> str:
+    """Marker set when a run picks the date's claim up as pending (see restore.lua)."""
+    return f"{OWN_PREFIX}:claim:{unix_date}:picked"
+
+
 def claim_id_key(unix_date: int) -> str:
     """String holding the id of the date's current claim; absent when there is none."""
     return f"{OWN_PREFIX}:claim:{unix_date}:id"
@@ -132,7 +137,7 @@ def parse_dated_key(key: str) -> tuple[int, bool] | None:
     digits, rest = match.group("date"), match.group("rest") or ""
     date = int(digits) if len(digits) <= 8 else -1  # int() of 5,000 digits would raise
     claim_side = match.group("ns") != LIVE_PREFIX
-    known = rest in _KNOWN_SUFFIXES or (claim_side and rest == ":id")
+    known = rest in _KNOWN_SUFFIXES or (claim_side and rest in (":id", ":picked"))
     return date, known and 0 <= date <= MAX_UNIX_DATE
 
 

@@ -318,7 +318,8 @@ class RedisSide:
         """
         keys: list[str] = []
         for d in dates:
-            keys += family.live_keys(d) + family.claim_keys(d) + [family.claim_id_key(d)]
+            keys += family.live_keys(d) + family.claim_keys(d)
+            keys += [family.claim_id_key(d), family.claim_picked_key(d)]
         keys.append(family.CLAIM_SEQUENCE_KEY)
         # Unique per call, not per run: one run may claim a date twice (its retry
         # pass), and the ledger must see two different claims then.
@@ -326,38 +327,82 @@ class RedisSide:
         args: list[str | int] = [len(dates), prefix, *dates, *family.EVENTS]
         replies = self.scripts.claim(keys=keys, args=args)
         claims: list[Claim] = []
+        error: DataError | None = None
         for d, reply in zip(dates, replies, strict=False):
             state = _text(reply[0])
-            if state == "invalid":
+            if state == "invalid":  # the script stopped here: this and later dates untouched
                 key, name, value, expected = (_text(x) for x in reply[1:5])
-                return claims, DataError(key, name or None, value, expected)
+                return claims, error or DataError(key, name or None, value, expected)
             claim_id = _text(reply[1])
             if state == "empty":
                 claims.append(Claim(d, state, "", DayCounts()))
-            else:
+                continue
+            try:
                 day = day_from_hashes(family.claim_keys(d), reply[2:])
-                claims.append(Claim(d, state, claim_id, day))
-        return claims, None
+            except DataError as exc:
+                # Claimed, but no run can parse it (so none can have committed it):
+                # give it back, whole, and go on with the batch's other dates.
+                error = error or self._unparsable(d, claim_id, prefix, exc)
+                continue
+            claims.append(Claim(d, state, claim_id, day))
+        return claims, error
+
+    def _unparsable(self, d: int, claim_id: str, token: str, exc: DataError) -> DataError:
+        outcome = self.restore(Claim(d, "claimed", claim_id, DayCounts()), "unparsable")
+        if outcome == "restored":  # name the live key, where the value now is
+            live = dict(zip(family.claim_keys(d), family.live_keys(d), strict=True))
+            return DataError(
+                live.get(exc.key, exc.key),
+                exc.field,
+                exc.value,
+                exc.expected,
+                "the date was left in Redis; fix or delete that field, then run again",
+            )
+        return DataError(
+            exc.key,
+            exc.field,
+            exc.value,
+            exc.expected,
+            f"it could not be given back to the live keys ({outcome}); it stays claimed "
+            f"under {family.claim_id_key(d)}",
+        )
 
     def release(self, dates: Sequence[int], claim_ids: Sequence[str]) -> tuple[list[bool], str]:
         """Delete committed claims and advance earliest; returns (released, earliest after)."""
         keys: list[str] = []
         for d in dates:
             keys += family.claim_keys(d) + [family.claim_id_key(d)] + family.live_keys(d)
+            keys.append(family.claim_picked_key(d))
         keys.append(family.EARLIEST_KEY)
         released, earliest = self.scripts.release(keys=keys, args=[len(dates), *claim_ids, *dates])
         return [bool(x) for x in released], _text(earliest)
 
-    def restore(self, claim: Claim) -> bool:
-        """Give a claim back to the live keys (adding counts); False if it changed meanwhile."""
+    def restore(self, claim: Claim, mode: str = "strict") -> str:
+        """Give a claim back to the live keys (adding counts), all or nothing.
+
+        ``mode`` "strict": refused once another run picked the claim up (it may be
+        committing it); "unparsable": given back anyway (no run can commit it).
+        Returns "restored", "changed" (not the expected claim any more), "picked up
+        by another run", or why a value made it refuse (nothing changed then).
+        """
         d = claim.unix_date
         keys = [
             *family.claim_keys(d),
             family.claim_id_key(d),
             *family.live_keys(d),
             family.EARLIEST_KEY,
+            family.claim_picked_key(d),
         ]
-        return bool(self.scripts.restore(keys=keys, args=[claim.claim_id, d]))
+        reply = self.scripts.restore(keys=keys, args=[claim.claim_id, d, mode])
+        code = int(reply[0])
+        if code == 1:
+            return "restored"
+        if code == 0:
+            return "changed"
+        if code == -1:
+            return "picked up by another run"
+        key, name, value, expected = (_text(x) for x in reply[1:5])
+        return f"{key} field {name!r} holds {value!r}, expected {expected}"
 
     # -- read-only views ---------------------------------------------------------------------
 

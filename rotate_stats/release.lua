@@ -3,11 +3,12 @@
 -- a batch date has live keys or someone else's claim again (then to the
 -- smallest such date), or a writer lowered it below the batch (then leave it).
 --
--- KEYS: 15 per date, dates in ascending order, then the earliest key:
+-- KEYS: 16 per date, dates in ascending order, then the earliest key:
 --   +1..+7   claim counts hash, claim breakdown hashes
 --   +8       claim id string
 --   +9..+15  live counts hash, live breakdown hashes
---   KEYS[15n + 1]  earliest
+--   +16      the claim's pick-up marker (deleted with the claim)
+--   KEYS[16n + 1]  earliest
 -- ARGV[1]            n, the number of dates (contiguous, ascending)
 -- ARGV[2 .. 1+n]     the claim id committed per date ("" when it had none)
 -- ARGV[2+n .. 1+2n]  the dates
@@ -17,16 +18,17 @@
 --   earliest_after  the value of earliest after this call ("" if absent or left as non-integer)
 
 local n = tonumber(ARGV[1])
-local earliest_key = KEYS[15 * n + 1]
+local earliest_key = KEYS[16 * n + 1]
 local released = {}
 local blocked = nil
 for i = 1, n do
-  local base = (i - 1) * 15
+  local base = (i - 1) * 16
   local expected = ARGV[1 + i]
   local date = tonumber(ARGV[1 + n + i])
   released[i] = 0
   if expected ~= '' and redis.call('GET', KEYS[base + 8]) == expected then
     for j = 1, 8 do redis.call('DEL', KEYS[base + j]) end
+    redis.call('DEL', KEYS[base + 16])
     released[i] = 1
   end
   if blocked == nil then

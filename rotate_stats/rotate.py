@@ -327,9 +327,13 @@ def _rotate_batch(
             side.fence(fence, report.run_id, options.fence_timeout_ms)
         items = [DateCommit(c.unix_date, c.claim_id, c.day) for c in committed]
         results = store.commit(items, retrieved_at)
-        released, report.earliest_after = side.release(
-            [c.unix_date for c in committed], [c.claim_id for c in committed]
-        )
+        # Release covers every batch date up to the last committed one, so that a date
+        # given back in between (unparsable) stops `earliest` there.
+        span = batch[: batch.index(committed[-1].unix_date) + 1]
+        ids = {c.unix_date: c.claim_id for c in committed}
+        flags, report.earliest_after = side.release(span, [ids.get(d, "") for d in span])
+        by_date = dict(zip(span, flags, strict=True))
+        released = [by_date[c.unix_date] for c in committed]
         for claim, result, was_released in zip(committed, results, released, strict=True):
             outcome = _outcome(claim, result.row_created, result.claim_applied, existing, findings)
             if claim.claim_id and not was_released:
@@ -358,10 +362,13 @@ def _rotate_batch(
 
 
 def _give_back(side: RedisSide, claims: Sequence[Claim]) -> None:
-    """Return fresh claims to the live keys; pending ones (maybe already committed) stay."""
+    """Return fresh claims to the live keys; pending ones (maybe already committed) stay,
+    and so does a fresh one another run picked up meanwhile (it may be committing it)."""
     for claim in claims:
         if claim.state == "claimed":
-            side.restore(claim)
+            outcome = side.restore(claim)
+            if outcome != "restored":
+                log.warning("%s: claim %s kept: %s", iso(claim.unix_date), claim.claim_id, outcome)
 
 
 def _unmergeable(claim: Claim, row: StoredRow | None, after: DayCounts | None) -> DataError | None:

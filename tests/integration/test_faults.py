@@ -11,7 +11,7 @@ import redis
 
 from rotate_stats import Recorder, family
 from rotate_stats.database import DateCommit, Store
-from rotate_stats.dates import parse_iso, today
+from rotate_stats.dates import iso, parse_iso, today
 from rotate_stats.errors import DataError, LockHeld, NotMigrated
 from rotate_stats.invariants import DayCounts, Invariant
 from rotate_stats.redis_side import RedisSide, day_from_hashes
@@ -328,8 +328,8 @@ def test_a_resent_claim_call_never_reuses_a_claim_id(
     side = RedisSide(redis_client)
     foreign_job(redis_client, D, "sync", "completed")
     keys: list[str] = []
-    keys += family.live_keys(D) + family.claim_keys(D) + [family.claim_id_key(D)]
-    keys.append(family.CLAIM_SEQUENCE_KEY)
+    keys += family.live_keys(D) + family.claim_keys(D)
+    keys += [family.claim_id_key(D), family.claim_picked_key(D), family.CLAIM_SEQUENCE_KEY]
     args = [1, "run-a.0123456789abcdef", D, *family.EVENTS]
     side.scripts.claim(keys=keys, args=args)  # A's call: applied, answer lost
     report = rotate(redis_client, store, RotateOptions(first=D), now=NOW)  # B
@@ -345,3 +345,63 @@ def test_a_resent_claim_call_never_reuses_a_claim_id(
     side.release([D], [second_id])
     jobs = [(D, "sync", "completed"), (D, "greeting", "completed")]
     assert_conserved(redis_client, store, written_by(jobs))
+
+
+def test_a_strict_give_back_never_races_a_pick_up(redis_client: redis.Redis, store: Store) -> None:
+    """Issue 8, item 3: A (strict) claims X and decides to give it back, but stalls; B picks
+    X up as pending and commits it; then A's give-back arrives. It must be refused."""
+    jobs = [(D, "sync", "completed")] * 2
+    for job in jobs:
+        foreign_job(redis_client, *job)
+    side = RedisSide(redis_client)
+    (mine,), _ = side.claim([D], "run-a")  # A: a fresh claim
+    (theirs,), _ = side.claim([D], "run-b")  # B: the same claim, pending
+    assert theirs.state == "pending" and theirs.claim_id == mine.claim_id
+    (result,) = store.commit([DateCommit(D, theirs.claim_id, theirs.day)], 1.0)  # B commits
+    assert result.claim_applied
+    assert side.restore(mine) == "picked up by another run"  # A's late give-back: refused
+    side.release([D], [theirs.claim_id])  # B releases
+    rotate(redis_client, store, RotateOptions(first=D), now=NOW)
+    assert_conserved(redis_client, store, written_by(jobs))
+
+
+def test_a_give_back_validates_everything_before_its_first_write(
+    redis_client: redis.Redis, store: Store
+) -> None:
+    """Issue 8, item 5: a bad live value must not leave a give-back half done."""
+    jobs = [(D, "sync", "completed")] * 2
+    for job in jobs:
+        foreign_job(redis_client, *job)
+    side = RedisSide(redis_client)
+    (claim,), _ = side.claim([D], "run-a")
+    redis_client.hset(family.extra_key(D, "started"), "sync", "abc")  # a broken writer
+    before = redis_dump(redis_client)
+    outcome = side.restore(claim)
+    assert family.extra_key(D, "started") in outcome and "'abc'" in outcome
+    assert redis_dump(redis_client) == before  # nothing half-applied
+    redis_client.hdel(family.extra_key(D, "started"), "sync")  # the operator repairs it
+    assert side.restore(claim) == "restored"
+    assert rotate(redis_client, store, RotateOptions(first=D), now=NOW).error is None
+    assert_conserved(redis_client, store, written_by(jobs))
+
+
+def test_an_unparsable_date_is_given_back_and_holds_no_good_date_hostage(
+    redis_client: redis.Redis, store: Store
+) -> None:
+    """Issue 8, item 7: a field name that is not UTF-8 passes the script's checks but not
+    Python's; the date goes back to Redis whole, the batch's other dates are rotated."""
+    jobs = [(D - 1, "sync", "completed"), (D, "sync", "completed"), (D + 1, "sync", "completed")]
+    for job in jobs:
+        foreign_job(redis_client, *job)
+    redis_client.hincrby(family.extra_key(D, "requested"), b"\xff\xfebad", 1)
+    redis_client.hincrby(family.counts_key(D), "requested", 1)
+    bad_before = {k: v for k, v in redis_dump(redis_client).items() if f":{D}".encode() in k}
+    for _ in range(2):  # and again: the next run is not stuck on it either
+        report = rotate(redis_client, store, RotateOptions(first=D - 1, last=D + 1), now=NOW)
+        assert report.exit_code == 1 and "UTF-8" in (report.error or "")
+        assert family.extra_key(D, "requested") in (report.error or "")
+        after = {k: v for k, v in redis_dump(redis_client).items() if f":{D}".encode() in k}
+        assert after == bad_before  # given back exactly, no claim left
+        assert not redis_client.exists(family.claim_id_key(D))
+        assert [r.retrieved_for for r in store.rows(None, None)] == [iso(D - 1), iso(D + 1)]
+    assert int(redis_client.get(family.EARLIEST_KEY)) == D

@@ -75,11 +75,11 @@ def test_restore_adds_the_claim_back_into_live_keys(redis_client: redis.Redis) -
     side.release([D - 1], [""])  # moves earliest somewhere else first
     redis_client.set(family.EARLIEST_KEY, D + 1)
     foreign_write(redis_client, D, "started", "sync", 5)  # a writer meanwhile
-    assert side.restore(claim)
+    assert side.restore(claim) == "restored"
     assert redis_client.hget(family.counts_key(D), "started") == b"7"
     assert redis_client.hget(family.extra_key(D, "started"), "sync") == b"7"
     assert int(redis_client.get(family.EARLIEST_KEY)) == D
-    assert not side.restore(claim)  # already given back: nothing happens twice
+    assert side.restore(claim) == "changed"  # already given back: nothing happens twice
     assert redis_client.hget(family.counts_key(D), "started") == b"7"
 
 
