@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from . import family
 from .database import Store, pending_migrations
 from .dates import iso, last_stable, parse_iso, today
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .invariants import Finding, Invariant, check_day
 from .redis_side import RedisSide
 from .report import ExitCode
@@ -165,3 +166,52 @@ def status(side: RedisSide, store: Store | None, now: float | None = None) -> St
 def _durability(side: RedisSide) -> str:
     fence = side.resolve_fence("auto")
     return fence.description + (f"; WARNING: {fence.warning}" if fence.warning else "")
+
+
+PRUNE_MIN_AGE_DAYS = 7
+"""Ledger entries younger than this are never pruned (see ``prune_ledger``)."""
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What ``prune_ledger`` removed and what it kept back."""
+
+    before: str
+    deleted: int
+    kept_in_redis: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {"before": self.before, "deleted": self.deleted, "kept_in_redis": self.kept_in_redis}
+
+
+def prune_ledger(
+    side: RedisSide, store: Store, before: int, now: float | None = None
+) -> PruneReport:
+    """Delete ledger entries of dates before ``before`` that can no longer matter.
+
+    The ledger is what makes a resent or repeated commit of a claim add nothing;
+    an entry matters as long as its claim can still come back. So an entry is
+    kept when (1) its claim id is in a claim key in Redis right now (a pending
+    claim: dropping its id would let it be added twice), or (2) it was applied
+    less than 7 days ago (a failover that lost a release could bring its claim
+    back). ``before`` must be a stable date.
+    """
+    now = time.time() if now is None else now
+    if before > last_stable(now) + 1:
+        raise ConfigError("--before", iso(before), f"a date up to {iso(last_stable(now) + 1)}")
+    live_ids = side.claim_ids()
+    cutoff = now - PRUNE_MIN_AGE_DAYS * 86400
+    found = store.read(
+        f"SELECT claim_id FROM {family.CLAIMS_TABLE} WHERE retrieved_for < ? AND applied_at < ?",
+        (iso(before), cutoff),
+    )
+    doomed = [str(r[0]) for r in found if str(r[0]) not in live_ids]
+    kept = len(found) - len(doomed)
+    deleted = 0
+    for start in range(0, len(doomed), 500):  # bounded statements, one transaction each
+        chunk = doomed[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        deleted += store.execute(
+            f"DELETE FROM {family.CLAIMS_TABLE} WHERE claim_id IN ({marks})", tuple(chunk)
+        )
+    return PruneReport(iso(before), deleted, kept)

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import redis
 
 from . import __version__
-from .checks import check, status
+from .checks import check, prune_ledger, status
 from .connections import open_redis, open_store
-from .database import migrate
+from .database import migrate, require_migrated
 from .dates import iso, parse_iso
 from .errors import ConfigError, LockHeld, RotateStatsError
 from .family import EVENTS
@@ -30,7 +30,7 @@ from .settings import ENVIRONMENT, Settings, mask_url
 if TYPE_CHECKING:
     from .demo import DemoResult
 
-COMMANDS = ("rotate", "check", "migrate", "status", "demo")
+COMMANDS = ("rotate", "check", "migrate", "status", "prune-ledger", "demo")
 
 EPILOG = (
     "exit codes:\n"
@@ -107,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("migrate", "apply pending migrations from rotate_stats/migrations")
     add("status", "earliest, last stable date, backlog, orphaned keys, lock holder, newest row")
+    prune = add(
+        "prune-ledger",
+        "delete claim-ledger entries of dates before --before that can no longer matter",
+    )
+    prune.add_argument(
+        "--before",
+        metavar="DATE",
+        type=_date,
+        required=True,
+        help="prune entries of dates before this one (kept: claims in Redis, entries < 7 days old)",
+    )
     demo = add("demo", "run the job on an in-process Redis and a new SQLite file with demo data")
     demo.add_argument("--days", type=_positive, default=21, help="stable days of traffic (21)")
     demo.add_argument("--seed", type=int, default=2024, help="random seed of the traffic")
@@ -188,6 +199,16 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             _emit(args.format, checked.as_dict(), "\n".join(lines))
             return checked.exit_code
         side = RedisSide(open_redis(settings.redis_url))
+        if args.command == "prune-ledger":
+            require_migrated(store)
+            pruned = prune_ledger(side, store, args.before)
+            _emit(
+                args.format,
+                pruned.as_dict(),
+                f"pruned {pruned.deleted} ledger entries before {pruned.before}; "
+                f"kept {pruned.kept_in_redis} whose claims are still in Redis",
+            )
+            return ExitCode.OK
         if args.command == "status":
             st = status(side, store)
             _emit(

@@ -77,6 +77,10 @@ class Store(Protocol):
 
     def apply_migration(self, migration: Migration) -> None: ...
 
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> int:
+        """One write statement in its own transaction; rows affected."""
+        ...
+
     def commit(self, items: Sequence[DateCommit], retrieved_at: float) -> list[CommitResult]: ...
 
     def rows(self, first: str | None, last: str | None) -> list[StoredRow]: ...
@@ -423,6 +427,9 @@ class SqliteStore:
 
     def read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         return self._query(sql, params)
+
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> int:
+        return self._transaction([(sql, params)])[0]
 
     def apply_migration(self, migration: Migration) -> None:
         try:

@@ -446,6 +446,15 @@ class RedisSide:
                     unknown.append(key)
         return found, sorted(unknown)
 
+    def claim_ids(self) -> set[str]:
+        """The ids of every claim in Redis now (SCAN of the claim namespace)."""
+        keys = [_text(k) for k in self._scan(family.CLAIM_PATTERN) if _text(k).endswith(":id")]
+        out: set[str] = set()
+        for start in range(0, len(keys), 1000):
+            values = self.client.mget(keys[start : start + 1000])
+            out.update(_text(v) for v in values if v is not None)
+        return out
+
     def existing(self, keys: Sequence[str]) -> set[str]:
         """Which of ``keys`` exist now (pipelined EXISTS, 1,000 per round trip)."""
         out: set[str] = set()

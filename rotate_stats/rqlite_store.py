@@ -321,6 +321,9 @@ class RqliteStore:
     def read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self._query(sql, params, "strong")]
 
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> int:
+        return self._transaction([(sql, params)])[0]
+
     def apply_migration(self, migration: Migration) -> None:
         try:
             self._transaction(migration_statements(migration))

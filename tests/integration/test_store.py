@@ -322,3 +322,40 @@ def test_the_commit_itself_refuses_a_count_past_64_bits(store: Store) -> None:
     (row,) = store.rows(None, None)
     assert row.day.count("requested") == BIG and not row.problems  # never a float
     assert store.read(f"SELECT COUNT(*) FROM {family.CLAIMS_TABLE}") == [(1,)]
+
+
+# -- pruning the ledger (issue 8, item 14) ----------------------------------------------------
+
+
+def test_prune_ledger_keeps_what_can_still_matter(redis_client: redis.Redis, store: Store) -> None:
+    from rotate_stats.checks import prune_ledger
+    from rotate_stats.redis_side import RedisSide
+
+    side = RedisSide(redis_client)
+    old = DayCounts({"requested": 1}, {"requested": {"sync": 1}})
+    store.commit([DateCommit(D - 10, "old/1", old)], NOW - 30 * 86400)  # long released
+    store.commit([DateCommit(D - 9, "recent/1", old)], NOW - 86400)  # a day old
+    # a claim committed long ago whose release was lost: still in Redis
+    foreign_write(redis_client, D - 8, "requested", "sync")
+    (pending,), _ = side.claim([D - 8], "run-p")
+    store.commit([DateCommit(D - 8, pending.claim_id, pending.day)], NOW - 30 * 86400)
+    pruned = prune_ledger(side, store, D, now=NOW)
+    assert (pruned.deleted, pruned.kept_in_redis) == (1, 1)
+    ids = {r[0] for r in store.read(f"SELECT claim_id FROM {family.CLAIMS_TABLE}")}
+    assert ids == {"recent/1", pending.claim_id}
+    # the pending claim's id survived: the next run adds it nothing
+    rotate(redis_client, store, RotateOptions(first=D - 8), now=NOW)
+    (row,) = store.rows(_iso(D - 8), _iso(D - 8))
+    assert row.day.count("requested") == 1
+
+
+def test_prune_ledger_refuses_a_date_that_is_not_stable(
+    redis_client: redis.Redis, store: Store
+) -> None:
+    from rotate_stats.checks import prune_ledger
+    from rotate_stats.dates import last_stable
+    from rotate_stats.errors import ConfigError
+    from rotate_stats.redis_side import RedisSide
+
+    with pytest.raises(ConfigError, match="--before"):
+        prune_ledger(RedisSide(redis_client), store, last_stable(NOW) + 5, now=NOW)
