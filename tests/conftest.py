@@ -95,6 +95,15 @@ def sqlite_path(tmp_path: Path) -> str:
     return str(tmp_path / "stats.sqlite3")
 
 
+@pytest.fixture
+def sqlite(sqlite_path: str) -> Iterator[SqliteStore]:
+    """A migrated SQLite store, for tests about Redis where the database is a bystander."""
+    store = SqliteStore(sqlite_path)
+    migrate(store)
+    yield store
+    store.close()
+
+
 @pytest.fixture(scope="session")
 def rqlite_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorHandle]:
     """One rqlite emulator node for the session; tests get a fresh database from ``reset``."""

@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 from freezegun import freeze_time
 
-from rotate_stats.database import SqliteStore, migrate
+from rotate_stats.database import SqliteStore
 from rotate_stats.dates import last_stable
 from rotate_stats.errors import ClockSkew
 from rotate_stats.rotate import RotateOptions, rotate
 from tests.helpers import foreign_job, redis_dump
-
-
-@pytest.fixture
-def sqlite(tmp_path: Path) -> Iterator[SqliteStore]:
-    store = SqliteStore(str(tmp_path / "stats.sqlite3"))
-    migrate(store)
-    yield store
-    store.close()
 
 
 def ahead(seconds: float) -> dt.datetime:

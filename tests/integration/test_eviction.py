@@ -9,21 +9,13 @@ import pytest
 import redis
 
 from rotate_stats import family
-from rotate_stats.database import SqliteStore, migrate
+from rotate_stats.database import SqliteStore
 from rotate_stats.errors import ConfigError
 from rotate_stats.redis_side import RedisSide
 from rotate_stats.rotate import RotateOptions, rotate
 from tests.conftest import RedisServer, require_binary
 from tests.helpers import foreign_job, redis_dump
 from tests.integration.test_faults import NOW, D
-
-
-@pytest.fixture
-def sqlite(tmp_path: Path) -> Iterator[SqliteStore]:
-    store = SqliteStore(str(tmp_path / "stats.sqlite3"))
-    migrate(store)
-    yield store
-    store.close()
 
 
 @pytest.fixture

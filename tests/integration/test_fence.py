@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from rotate_stats.database import SqliteStore, migrate
+from rotate_stats.database import SqliteStore
 from rotate_stats.errors import ConfigError
 from rotate_stats.redis_side import RedisSide
 from rotate_stats.rotate import RotateOptions, rotate
@@ -64,14 +64,6 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
     made = Pair(require_binary("redis-server"), tmp_path)
     yield made
     made.close()
-
-
-@pytest.fixture
-def sqlite(tmp_path: Path) -> Iterator[SqliteStore]:
-    store = SqliteStore(str(tmp_path / "stats.sqlite3"))
-    migrate(store)
-    yield store
-    store.close()
 
 
 def write_and_replicate(pair: Pair) -> None:

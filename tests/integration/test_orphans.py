@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import redis
 
 from rotate_stats import family
 from rotate_stats.checks import status
-from rotate_stats.database import SqliteStore, migrate
+from rotate_stats.database import SqliteStore
 from rotate_stats.dates import iso, last_stable
 from rotate_stats.errors import ConfigError, DataError
 from rotate_stats.redis_side import RedisSide
@@ -19,14 +16,6 @@ from tests.helpers import SET_IF_LOWER, foreign_job, redis_dump
 from tests.integration.test_faults import NOW
 
 STABLE = last_stable(NOW)
-
-
-@pytest.fixture
-def sqlite(tmp_path: Path) -> Iterator[SqliteStore]:
-    store = SqliteStore(str(tmp_path / "stats.sqlite3"))
-    migrate(store)
-    yield store
-    store.close()
 
 
 @pytest.mark.parametrize(

@@ -159,6 +159,17 @@ def kill_when(condition: Callable[[], bool], action: Callable[[], None]) -> thre
     return thread
 
 
+def run_with_fault(
+    job: Job, condition: Callable[[subprocess.Popen[str]], bool], fault: Callable[[], None]
+) -> subprocess.CompletedProcess[str]:
+    """Start a rotation (batch size 5), inject ``fault`` once ``condition`` holds, wait."""
+    proc = job.start("--batch-size", "5")
+    watcher = kill_when(lambda: condition(proc) or proc.poll() is not None, fault)
+    out, err = proc.communicate(timeout=300)
+    watcher.join()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 # -- elections --------------------------------------------------------------------------------
 
 
@@ -174,17 +185,13 @@ def test_leader_killed_mid_rotation_the_same_run_finishes_exactly(
     written = write_backlog(redis_client, first, last)
     leader = cluster.wait_leader()
     witness = next(n for n in cluster.nodes if n is not leader)
-    proc = job.start("--batch-size", "5")
     killed_at: list[int] = []
 
     def kill() -> None:
         killed_at.append(row_count(witness))
         leader.kill()
 
-    watcher = kill_when(lambda: row_count(witness) >= 300 or proc.poll() is not None, kill)
-    out, err = proc.communicate(timeout=300)
-    watcher.join()
-    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    result = run_with_fault(job, lambda _: row_count(witness) >= 300, kill)
     assert result.returncode == 0, explain(result)
     assert 0 < killed_at[0] < 1500, f"the kill did not land mid-run ({killed_at})"
     new_leader = cluster.wait_leader()
@@ -263,14 +270,10 @@ def test_node_restarted_mid_run(
     written = write_backlog(redis_client, first, last)
     leader = cluster.wait_leader()
     witness = next(n for n in cluster.nodes if n is not leader)
-    proc = job.start("--batch-size", "5")
-    watcher = kill_when(
-        lambda: row_count(witness) >= 100 or proc.poll() is not None,
-        lambda: leader.restart(wait=False),
+    result = run_with_fault(
+        job, lambda _: row_count(witness) >= 100, lambda: leader.restart(wait=False)
     )
-    out, err = proc.communicate(timeout=300)
-    watcher.join()
-    assert proc.returncode == 0, f"{out}\n{err}"
+    assert result.returncode == 0, explain(result)
     assert_exact(redis_client, cluster.wait_stable(), written)
 
 
@@ -287,18 +290,12 @@ def test_quorum_lost_the_run_fails_after_the_retry_window_then_the_next_finishes
     leader = cluster.wait_leader()
     survivor = next(n for n in cluster.nodes if n is not leader)
     down = [n for n in cluster.nodes if n is not survivor]
-    proc = job.start("--batch-size", "5")
 
     def take_two_down() -> None:
         for node in down:
             node.kill()
 
-    watcher = kill_when(
-        lambda: row_count(survivor) >= 100 or proc.poll() is not None, take_two_down
-    )
-    out, err = proc.communicate(timeout=300)
-    watcher.join()
-    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    result = run_with_fault(job, lambda _: row_count(survivor) >= 100, take_two_down)
     assert result.returncode == 1, explain(result)
     message = result.stderr
     assert "within 3s" in message, explain(result)
