@@ -403,8 +403,8 @@ def _run(
         problems += final_rotation(client, store, recover)
         try:
             verdict = judge(oracle, client, cluster.oracle_store(store) if cluster else store)
-        except StoreError as exc:
-            problems.append(f"the oracle could not read the table (no verdict): {exc}")
+        except (StoreError, redis.RedisError) as exc:  # reported, never a crash mid-campaign
+            problems.append(f"the oracle could not read the table or Redis (no verdict): {exc!r}")
             verdict = Verdict(0, 0, {}, {})
         if verdict.refusal_mismatch:
             problems.append(f"refusals not visible as counted: {verdict.refusal_mismatch}")
