@@ -404,7 +404,7 @@ def _run(
         try:
             verdict = judge(oracle, client, cluster.oracle_store(store) if cluster else store)
         except (StoreError, redis.RedisError) as exc:  # reported, never a crash mid-campaign
-            problems.append(f"the oracle could not read the table or Redis (no verdict): {exc!r}")
+            problems.append(f"the oracle could not read (no verdict): {type(exc).__name__}: {exc}")
             verdict = Verdict(0, 0, {}, {})
         if verdict.refusal_mismatch:
             problems.append(f"refusals not visible as counted: {verdict.refusal_mismatch}")
