@@ -238,8 +238,13 @@ def _merge_breakdown(column: str) -> str:
 
 def _merge_count(column: str) -> str:
     # SQLite turns an integer sum that overflows 64 bits into a REAL: NULL instead,
-    # so the NOT NULL constraint fails the batch rather than store a float.
-    return f"{column} = CASE WHEN typeof({column} + ?) = 'integer' THEN {column} + ? END"
+    # so the NOT NULL constraint fails the batch rather than store a float. The CAST:
+    # Counts travel as decimal text: rqlite v6 binds JSON numbers as float64, which
+    # would round anything past 2^53; the CAST makes them exact integers again.
+    added = "CAST(? AS INTEGER)"
+    return (
+        f"{column} = CASE WHEN typeof({column} + {added}) = 'integer' THEN {column} + {added} END"
+    )
 
 
 MERGE_CLAIM = (
@@ -276,7 +281,7 @@ def commit_statements(item: DateCommit, iso_date: str, retrieved_at: float) -> l
     if item.claim_id:
         merge: list[object] = [retrieved_at]
         for event in family.EVENTS:
-            count = item.day.count(event)
+            count = str(item.day.count(event))  # exact on every rqlite (see _merge_count)
             merge += [count, count, breakdown_json(item.day.breakdown(event))]
         merge += [iso_date, item.claim_id]
         statements.append((MERGE_CLAIM, tuple(merge)))
