@@ -94,7 +94,7 @@ def tally_redis(client: redis.Redis) -> Tally:
     for raw in client.scan_iter(count=1000):
         key = raw.decode()
         d = family.date_of_key(key)
-        if d is None or key.endswith(":id"):
+        if d is None or key.endswith((":id", ":picked")):
             continue
         if ":extra:" in key:
             event = key.rsplit(":extra:", 1)[1]
