@@ -41,12 +41,14 @@ class Recorder:
 
         ``breakdown`` is the job type (``{type}:{reason}`` for failed_to_queue and
         failed). Returns False when the date was already rotated and the write was
-        refused (and counted). Raises ValueError for an unknown event or a bad amount.
+        refused (and counted). Raises ValueError for an unknown event or a bad amount,
+        and redis.ResponseError naming the key and field when a hash holds something
+        that is not an integer (then nothing was written: never half an event).
         """
         if event not in family.EVENTS:
             raise ValueError(f"event {event!r} is not one of {', '.join(family.EVENTS)}")
-        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
-            raise ValueError(f"amount {amount!r} must be a positive integer")
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount < 10**18:
+            raise ValueError(f"amount {amount!r} must be a positive integer below 10^18")
         if not isinstance(unix_date, int) or isinstance(unix_date, bool):
             raise ValueError(f"unix_date {unix_date!r} must be an integer")
         if not breakdown:

@@ -64,3 +64,20 @@ def test_nothing_sent_is_a_plain_connection_error() -> None:
     client = redis.Redis(port=free_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
     with pytest.raises(redis.ConnectionError):
         Recorder(client).record(D, "requested", "sync")
+
+
+def test_a_bad_stored_value_stops_the_whole_event_not_half_of_it(
+    redis_client: redis.Redis,
+) -> None:
+    """Issue 8 (suspected): record.lua must not increment the count and then fail."""
+    recorder = Recorder(redis_client)
+    assert recorder.record(D, "failed", "sync:timed_out")
+    redis_client.hset(family.extra_key(D, "failed"), "sync:timed_out", "abc")  # broken writer
+    with pytest.raises(redis.ResponseError) as info:
+        recorder.record(D, "failed", "sync:timed_out")
+    assert family.extra_key(D, "failed") in str(info.value) and "abc" in str(info.value)
+    assert redis_client.hget(family.counts_key(D), "failed") == b"1"  # untouched
+    redis_client.set(family.counts_key(D + 1), "not a hash")
+    with pytest.raises(redis.ResponseError, match="expected a hash"):
+        recorder.record(D + 1, "failed", "sync:timed_out")
+    assert not redis_client.exists(family.extra_key(D + 1, "failed"))
