@@ -185,8 +185,13 @@ def _walk(
     try:
         for start in range(0, len(dates), options.batch_size):
             if not side.refresh_lock(run_id, options.lock_ttl_ms):
-                report.error = f"lost the lock {family.LOCK_KEY} to another run; stopped"
-                report.error_exit = ExitCode.LOCKED
+                done = len(report.outcomes)
+                report.error = (
+                    f"lost the lock {family.LOCK_KEY} to another run (it expired: raise "
+                    f"ROTATE_STATS_LOCK_TTL?); stopped after {done} date(s), all committed"
+                )
+                # 75 means "nothing done, try later"; after work was done it is a failure
+                report.error_exit = ExitCode.FAILURE if done else ExitCode.LOCKED
                 break
             batch = dates[start : start + options.batch_size]
             proceed, picked_up = _rotate_batch(side, store, batch, options, report, fence)

@@ -405,3 +405,23 @@ def test_an_unparsable_date_is_given_back_and_holds_no_good_date_hostage(
         assert not redis_client.exists(family.claim_id_key(D))
         assert [r.retrieved_for for r in store.rows(None, None)] == [iso(D - 1), iso(D + 1)]
     assert int(redis_client.get(family.EARLIEST_KEY)) == D
+
+
+@pytest.mark.parametrize(("lost_at", "code"), [(1, 75), (2, 1)])
+def test_losing_the_lock_exits_75_only_when_nothing_was_done(
+    redis_client: redis.Redis,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    lost_at: int,
+    code: int,
+) -> None:
+    for d in (D, D + 1, D + 2):
+        foreign_job(redis_client, d, "sync", "completed")
+    calls = iter(range(1, 100))
+    real = RedisSide.refresh_lock
+    monkeypatch.setattr(
+        RedisSide, "refresh_lock", lambda self, *a: next(calls) < lost_at and real(self, *a)
+    )
+    report = rotate(redis_client, store, RotateOptions(first=D, last=D + 2, batch_size=1), now=NOW)
+    assert int(report.exit_code) == code
+    assert f"stopped after {lost_at - 1} date(s)" in (report.error or "")
