@@ -31,7 +31,7 @@ def open_store(settings: Settings) -> Store:
     if url.kind == "sqlite":
         return SqliteStore(url.path, timeout=settings.database_timeout)
     context = tls_context(settings.rqlite_ca_file, settings.rqlite_insecure) if url.tls else None
-    return RqliteStore(
+    store = RqliteStore(
         url.hosts,
         tls=url.tls,
         user=url.user,
@@ -40,3 +40,9 @@ def open_store(settings: Settings) -> Store:
         ssl_context=context,
         retry_for=settings.database_retry_for,
     )
+    try:
+        store.verify_one_cluster()
+    except Exception:
+        store.close()
+        raise
+    return store

@@ -318,6 +318,51 @@ class RqliteStore:
             return []
         return [str(r[0]) for r in self._query(SELECT_MIGRATIONS, (), "strong")]
 
+    def leaders(self) -> dict[str, str]:
+        """``host:port`` -> the Raft address of the leader it reports, per host that says.
+
+        Hosts that cannot be asked (down, no leader now, no ``status`` permission,
+        a server whose /status lacks the field) are left out.
+        """
+        out: dict[str, str] = {}
+        for index, (host, port) in enumerate(self.hosts):
+            try:
+                response = self._connection(index)._fetch_response(
+                    "GET", "/status", headers={"Content-Type": "application/json"}
+                )
+                text = response.read().decode("utf-8", "replace")
+                if response.status != 200:
+                    continue
+                leader = json.loads(text).get("store", {}).get("leader", {})
+            except Exception as exc:  # noqa: BLE001 - any failure: this host says nothing
+                log.debug("rqlite at %s:%s: no /status (%s)", host, port, exc)
+                continue
+            addr = leader.get("addr") if isinstance(leader, dict) else None
+            if addr:
+                out[f"{host}:{port}"] = str(addr)
+        return out
+
+    def verify_one_cluster(self) -> None:
+        """StoreError when the listed hosts report different leaders: several clusters.
+
+        A job writing to whichever host answers first would then split its rows
+        (and its ledger) between clusters. Asked twice before refusing, so that a
+        leader change between two reads is not taken for two clusters.
+        """
+        if len(self.hosts) < 2:
+            return
+        for _ in range(2):
+            leaders = self.leaders()
+            if len(set(leaders.values())) <= 1:
+                return
+            time.sleep(1.0)
+        described = "; ".join(f"{h} follows {a}" for h, a in sorted(leaders.items()))
+        raise StoreError(
+            self.description,
+            f"the listed hosts belong to different clusters ({described}): list the nodes "
+            "of one cluster",
+        )
+
     def read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self._query(sql, params, "strong")]
 

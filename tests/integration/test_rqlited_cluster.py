@@ -434,3 +434,20 @@ def test_date_range_is_iso(make_cluster: Callable[..., RqlitedCluster]) -> None:
     first, last = backlog_range(2)
     assert parse_iso(iso(first)) == first and last == first + 1
     assert make_cluster is not None
+
+
+def test_hosts_of_two_different_clusters_are_refused(
+    make_cluster: Callable[..., RqlitedCluster],
+    job_for: Callable[..., Job],
+    redis_client: redis.Redis,
+) -> None:
+    """Issue 8 (suspected): rows and ledger must not be split between clusters."""
+    one, other = make_cluster(size=1), make_cluster(size=1)
+    a, b = one.nodes[0], other.nodes[0]
+    job = job_for(f"rqlite://{a.host}:{a.port},{b.host}:{b.port}")
+    for args in (("migrate",), ()):
+        result = job.run(*args)
+        assert result.returncode == 1, explain(result)
+        assert "different clusters" in result.stderr and f"{b.host}:{b.port}" in result.stderr
+    assert row_count(a) == 0 and row_count(b) == 0
+    assert a.query(f"SELECT name FROM sqlite_master WHERE name = '{family.TABLE}'") == []
