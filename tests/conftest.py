@@ -73,9 +73,16 @@ class RedisServer:
             self.process = None
 
 
+def redis_binary() -> str:
+    """The Redis-protocol server the tests run against: ``ROTATE_STATS_TEST_REDIS_SERVER``
+    (``scripts/test`` runs the Redis-facing tests once more with ``valkey-server``),
+    else Debian's ``redis-server``."""
+    return require_binary(os.environ.get("ROTATE_STATS_TEST_REDIS_SERVER") or "redis-server")
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(require_binary("redis-server"), tmp_path_factory.mktemp("redis"))
+    server = RedisServer(redis_binary(), tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
 

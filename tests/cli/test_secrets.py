@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from rotate_stats.dates import parse_iso
-from tests.conftest import RedisServer, require_binary, require_rqlited
+from tests.conftest import RedisServer, redis_binary, require_rqlited
 from tests.helpers import foreign_job
 from tests.real_rqlite import RqlitedNode
 from tests.rqlite_emulator import EmulatorHandle, start_emulator
@@ -27,7 +27,7 @@ def secured(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[tuple[RedisServer, EmulatorHandle | RqlitedNode]]:
     """A redis-server with requirepass and an rqlite (emulator or real) with Basic auth."""
-    server = RedisServer(require_binary("redis-server"), tmp_path, "--requirepass", REDIS_SECRET)
+    server = RedisServer(redis_binary(), tmp_path, "--requirepass", REDIS_SECRET)
     creds = [{"username": "rotate", "password": RQLITE_SECRET, "perms": ["all"]}]
     (tmp_path / "auth.json").write_text(json.dumps(creds))
     node: EmulatorHandle | RqlitedNode

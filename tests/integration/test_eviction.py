@@ -13,7 +13,7 @@ from rotate_stats.database import SqliteStore
 from rotate_stats.errors import ConfigError
 from rotate_stats.redis_side import RedisSide
 from rotate_stats.rotate import RotateOptions, rotate
-from tests.conftest import RedisServer, require_binary
+from tests.conftest import RedisServer, redis_binary
 from tests.helpers import foreign_job, redis_dump
 from tests.integration.test_faults import NOW, D
 
@@ -57,9 +57,7 @@ def test_claim_keys_lose_a_writers_ttl(
 def test_config_disabled_is_said_once_and_the_run_goes_on(
     tmp_path: Path, sqlite: SqliteStore
 ) -> None:
-    server = RedisServer(
-        require_binary("redis-server"), tmp_path, "--rename-command", "CONFIG", '""'
-    )
+    server = RedisServer(redis_binary(), tmp_path, "--rename-command", "CONFIG", '""')
     try:
         client = redis.Redis(port=server.port)
         foreign_job(client, D, "sync", "completed")
