@@ -170,21 +170,46 @@ def run_with_fault(
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+class Setup:
+    """A migrated 3-node cluster, its job, a backlog written to Redis, leader and a witness."""
+
+    def __init__(
+        self, cluster: RqlitedCluster, job: Job, written: Tally, leader: RqlitedNode
+    ) -> None:
+        self.cluster, self.job, self.written, self.leader = cluster, job, written, leader
+        self.witness = next(n for n in cluster.nodes if n is not leader)
+
+
+@pytest.fixture
+def backlog(
+    make_cluster: Callable[..., RqlitedCluster],
+    job_for: Callable[..., Job],
+    redis_client: redis.Redis,
+) -> Callable[..., Setup]:
+    def make(days: int, **env: str) -> Setup:
+        cluster = make_cluster()
+        job = job_for(cluster.url(), **env)
+        assert job.run("migrate").returncode == 0
+        written = write_backlog(redis_client, *backlog_range(days))
+        return Setup(cluster, job, written, cluster.wait_leader())
+
+    return make
+
+
 # -- elections --------------------------------------------------------------------------------
 
 
 def test_leader_killed_mid_rotation_the_same_run_finishes_exactly(
-    make_cluster: Callable[..., RqlitedCluster],
-    job_for: Callable[..., Job],
-    redis_client: redis.Redis,
+    backlog: Callable[..., Setup], redis_client: redis.Redis
 ) -> None:
-    cluster = make_cluster()
-    job = job_for(cluster.url())
-    assert job.run("migrate").returncode == 0
-    first, last = backlog_range(1500)
-    written = write_backlog(redis_client, first, last)
-    leader = cluster.wait_leader()
-    witness = next(n for n in cluster.nodes if n is not leader)
+    setup = backlog(1500)
+    cluster, job, written, leader, witness = (
+        setup.cluster,
+        setup.job,
+        setup.written,
+        setup.leader,
+        setup.witness,
+    )
     killed_at: list[int] = []
 
     def kill() -> None:
@@ -258,37 +283,21 @@ def test_only_a_follower_listed_writes_reach_the_leader(
     assert_exact(redis_client, leader, written)
 
 
-def test_node_restarted_mid_run(
-    make_cluster: Callable[..., RqlitedCluster],
-    job_for: Callable[..., Job],
-    redis_client: redis.Redis,
-) -> None:
-    cluster = make_cluster()
-    job = job_for(cluster.url())
-    assert job.run("migrate").returncode == 0
-    first, last = backlog_range(600)
-    written = write_backlog(redis_client, first, last)
-    leader = cluster.wait_leader()
-    witness = next(n for n in cluster.nodes if n is not leader)
+def test_node_restarted_mid_run(backlog: Callable[..., Setup], redis_client: redis.Redis) -> None:
+    setup = backlog(600)
+    cluster, job, written, leader = setup.cluster, setup.job, setup.written, setup.leader
     result = run_with_fault(
-        job, lambda _: row_count(witness) >= 100, lambda: leader.restart(wait=False)
+        job, lambda _: row_count(setup.witness) >= 100, lambda: leader.restart(wait=False)
     )
     assert result.returncode == 0, explain(result)
     assert_exact(redis_client, cluster.wait_stable(), written)
 
 
 def test_quorum_lost_the_run_fails_after_the_retry_window_then_the_next_finishes(
-    make_cluster: Callable[..., RqlitedCluster],
-    job_for: Callable[..., Job],
-    redis_client: redis.Redis,
+    backlog: Callable[..., Setup], redis_client: redis.Redis
 ) -> None:
-    cluster = make_cluster()
-    job = job_for(cluster.url(), ROTATE_STATS_DATABASE_RETRY_FOR="3")
-    assert job.run("migrate").returncode == 0
-    first, last = backlog_range(600)
-    written = write_backlog(redis_client, first, last)
-    leader = cluster.wait_leader()
-    survivor = next(n for n in cluster.nodes if n is not leader)
+    setup = backlog(600, ROTATE_STATS_DATABASE_RETRY_FOR="3")
+    cluster, job, written, survivor = setup.cluster, setup.job, setup.written, setup.witness
     down = [n for n in cluster.nodes if n is not survivor]
 
     def take_two_down() -> None:
