@@ -32,31 +32,6 @@ local NUL_EXPECTED = 'a field name without NUL characters'
 local allowed = {}
 for i = 3 + n, #ARGV do allowed[ARGV[i]] = true end
 
-local function key_type(key)
-  local t = redis.call('TYPE', key)
-  if type(t) == 'table' then t = t['ok'] end
-  return t
-end
-
--- nil when v is a canonical signed 64-bit decimal integer (as Redis writes
--- them: no "-0", no leading zeros), else what was expected
-local function integer_problem(v)
-  local digits, limit = v, '9223372036854775807'
-  if string.sub(v, 1, 1) == '-' then
-    digits, limit = string.sub(v, 2), '9223372036854775808'
-  end
-  if digits == '' or string.find(digits, '^%d+$') == nil then
-    return 'a decimal integer'
-  end
-  if (#digits > 1 and string.sub(digits, 1, 1) == '0') or v == '-0' then
-    return 'a decimal integer without leading zeros'
-  end
-  if #digits > 19 or (#digits == 19 and digits > limit) then
-    return 'an integer that fits in 64 bits'
-  end
-  return nil
-end
-
 -- nil when the 7 hashes starting at KEYS[base] are valid, else an invalid reply
 local function validate(base)
   for j = 0, 6 do

@@ -20,12 +20,6 @@ if current ~= nil and tonumber(date) < current then
   return 0
 end
 
-local function key_type(key)
-  local t = redis.call('TYPE', key)
-  if type(t) == 'table' then t = t['ok'] end
-  return t
-end
-
 for _, target in ipairs({{counts, event}, {breakdown, bkey}}) do
   local key, field = target[1], target[2]
   local t = key_type(key)
@@ -33,8 +27,7 @@ for _, target in ipairs({{counts, event}, {breakdown, bkey}}) do
     return redis.error_reply('rotate_stats: ' .. key .. ' is a ' .. t .. ', expected a hash')
   end
   local v = redis.call('HGET', key, field)
-  if v and ((string.find(v, '^-?[1-9]%d*$') == nil and v ~= '0')
-      or #(string.gsub(v, '^-', '')) > 18) then
+  if not small_integer(v) then
     return redis.error_reply('rotate_stats: ' .. key .. ' field ' .. field .. ' holds '
       .. v .. ', expected an integer of at most 18 digits')
   end

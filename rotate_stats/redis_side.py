@@ -51,8 +51,12 @@ def scripts_for(client: redis.Redis) -> Scripts:
     if found is None:
         files = importlib.resources.files("rotate_stats")
 
+        common = files.joinpath("_common.lua").read_text("utf-8")
+
         def load(name: str) -> Script:
-            return client.register_script(files.joinpath(f"{name}.lua").read_text("utf-8"))
+            # the shared helpers first: Lua scripts cannot import one another
+            text = files.joinpath(f"{name}.lua").read_text("utf-8")
+            return client.register_script(common + "\n" + text)
 
         found = Scripts(
             claim=load("claim"),
@@ -227,18 +231,19 @@ class RedisSide:
         use_aof = aof_on and has_waitaof
         if use_aof:
             parts.append("WAITAOF (local AOF fsync)")
-        elif aof_on and self._appendfsync() == "always":
+        elif aof_on and self.config("appendfsync") == "always":
             parts.append("AOF appendfsync always (no wait needed)")
         description = "auto: " + (" + ".join(parts) if parts else "nothing available")
         warning = "" if parts else NO_DURABILITY
         return Fence(replicas=replicas, aof=use_aof, description=description, warning=warning)
 
-    def _appendfsync(self) -> str | None:
+    def config(self, name: str) -> str | None:
+        """A CONFIG GET value, or None where CONFIG is disabled (managed services)."""
         try:
-            reply = self.client.config_get("appendfsync")
+            reply = self.client.config_get(name)
         except redis.ResponseError:
             return None
-        value = reply.get("appendfsync") if isinstance(reply, dict) else None
+        value = reply.get(name) if isinstance(reply, dict) else None
         return _text(value) if value is not None else None
 
     def fence(self, fence: Fence, token: str, timeout_ms: int) -> None:
@@ -268,15 +273,6 @@ class RedisSide:
             got.append(f"{acked} replica(s)")
         if not met:
             raise FenceNotMet(fence.description, ", ".join(got), timeout_ms)
-
-    def eviction_policy(self) -> str | None:
-        """``maxmemory-policy``, or None where CONFIG is disabled (managed services)."""
-        try:
-            reply = self.client.config_get("maxmemory-policy")
-        except redis.ResponseError:
-            return None
-        value = reply.get("maxmemory-policy") if isinstance(reply, dict) else None
-        return _text(value) if value is not None else None
 
     def server_time(self) -> float:
         """Redis ``TIME`` as seconds since the epoch."""

@@ -27,21 +27,6 @@
 if redis.call('GET', KEYS[8]) ~= ARGV[1] then return {0} end
 if ARGV[3] == 'strict' and redis.call('EXISTS', KEYS[17]) == 1 then return {-1} end
 
-local function key_type(key)
-  local t = redis.call('TYPE', key)
-  if type(t) == 'table' then t = t['ok'] end
-  return t
-end
-
--- a canonical decimal integer small enough that any sum of two stays exact and in
--- 64 bits (|v| < 2^62); larger values are refused here rather than risk HINCRBY
--- failing halfway
-local function small_integer(v)
-  if v == nil or v == false then return true end
-  if string.find(v, '^-?[1-9]%d*$') == nil and v ~= '0' then return false end
-  return #(string.gsub(v, '^-', '')) <= 18  -- |v| < 10^18: two of them sum within 2^63
-end
-
 for j = 1, 7 do
   local t = key_type(KEYS[8 + j])
   if t ~= 'hash' and t ~= 'none' then

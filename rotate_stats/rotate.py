@@ -265,7 +265,7 @@ def _eviction_note(side: RedisSide, allowed: bool) -> str:
     claim too, whose counts would then be lost. Claim keys are PERSISTed, so the
     ``volatile-*`` policies cannot evict them.
     """
-    policy = side.eviction_policy()
+    policy = side.config("maxmemory-policy")
     if policy is None:
         return (
             "cannot read maxmemory-policy (CONFIG is disabled): make sure Redis does not use "

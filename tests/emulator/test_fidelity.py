@@ -44,6 +44,7 @@ from urllib.parse import quote
 import pyrqlite.dbapi2 as dbapi2
 import pytest
 
+from tests.conftest import IN_CI
 from tests.real_rqlite import RqlitedCluster, RqlitedNode, binary_version
 from tests.rqlite_emulator import EmulatorHandle, start_emulator
 
@@ -79,7 +80,8 @@ def v8_binary(rqlited_binary: str) -> str:
     """The real rqlited, if it is v8 (the emulator follows v8.43.4; v6 differs on purpose)."""
     version = binary_version(rqlited_binary)
     if version[0] != 8:
-        pytest.skip(f"emulator fidelity is measured against rqlite v8, not v{version[0]}")
+        message = f"emulator fidelity is measured against rqlite v8, not v{version[0]}"
+        (pytest.fail if IN_CI else pytest.skip)(message)  # CI=true: a wrong binary fails
     return rqlited_binary
 
 
