@@ -40,10 +40,16 @@ class DateCommit:
 
 @dataclass(frozen=True)
 class CommitResult:
-    """What a commit did to one date: created its row, and/or applied its claim now."""
+    """What a commit did to one date: created its row, and/or applied its claim now.
+
+    ``resent``: the claim was applied by this commit's own first request, whose
+    answer was lost; the resend found it in the ledger (rqlite only). Whether
+    that first request also created the row is then unknown.
+    """
 
     row_created: bool
     claim_applied: bool
+    resent: bool = False
 
 
 @dataclass(frozen=True)
@@ -267,6 +273,10 @@ GUARD_FAILED = f"NOT NULL constraint failed: {family.CLAIMS_TABLE}.applied_at"
 SELECT_ROWS = (
     f"SELECT {', '.join(family.COLUMNS)} FROM {family.TABLE} "
     "WHERE retrieved_for >= ? AND retrieved_for <= ? ORDER BY retrieved_for"
+)
+SELECT_LEDGER_TIMES = (
+    f"SELECT claim_id, applied_at FROM {family.CLAIMS_TABLE} WHERE claim_id IN "
+    "(SELECT value FROM json_each(?))"
 )
 SELECT_MIGRATIONS = f"SELECT name FROM {family.MIGRATIONS_TABLE} ORDER BY name"
 RECORD_MIGRATION = f"INSERT INTO {family.MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)"

@@ -340,7 +340,9 @@ def _rotate_batch(
         by_date = dict(zip(span, flags, strict=True))
         released = [by_date[c.unix_date] for c in committed]
         for claim, result, was_released in zip(committed, results, released, strict=True):
-            outcome = _outcome(claim, result.row_created, result.claim_applied, existing, findings)
+            # a resent request's first attempt applied it: inserted when no row was read before
+            created = result.row_created or (result.resent and claim.unix_date not in existing)
+            outcome = _outcome(claim, created, result.claim_applied, existing, findings)
             if claim.claim_id and not was_released:
                 outcome = _with_detail(outcome, "claim changed before release; left for next run")
             if retry and not claim.claim_id:

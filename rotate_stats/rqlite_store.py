@@ -54,6 +54,7 @@ from pyrqlite.connections import Connection
 from . import family
 from .database import (
     SELECT_MIGRATIONS,
+    SELECT_LEDGER_TIMES,
     SELECT_ROWS,
     CommitResult,
     DateCommit,
@@ -383,7 +384,30 @@ class RqliteStore:
             counts = self._transaction(statements)
         except StoreError as exc:
             raise guard_error(exc, items) from exc
-        return batch_results(spans, counts)
+        return self._own_resends(items, batch_results(spans, counts), retrieved_at)
+
+    def _own_resends(
+        self, items: Sequence[DateCommit], results: list[CommitResult], retrieved_at: float
+    ) -> list[CommitResult]:
+        """Tell a claim this request applied (first answer lost, resent) from an earlier run's.
+
+        The ledger row of a claim applied by this very request carries this
+        commit's ``retrieved_at``; another run's commit of the same claim id
+        would have had to start at the same microsecond.
+        """
+        unapplied = [
+            i.claim_id
+            for i, r in zip(items, results, strict=True)
+            if i.claim_id and not r.claim_applied
+        ]
+        if not unapplied:
+            return results
+        found = self._query(SELECT_LEDGER_TIMES, (json.dumps(unapplied),), "strong")
+        mine = {str(claim_id) for claim_id, at in found if at == retrieved_at}
+        return [
+            CommitResult(r.row_created, True, resent=True) if i.claim_id in mine else r
+            for i, r in zip(items, results, strict=True)
+        ]
 
     def rows(self, first: str | None, last: str | None) -> list[StoredRow]:
         params = (first or "0000-00-00", last or "9999-99-99")

@@ -15,6 +15,7 @@ import redis
 from rotate_stats.database import migrate
 from rotate_stats.errors import StoreError
 from rotate_stats.migrations import load
+from rotate_stats.report import DateState
 from rotate_stats.rotate import RotateOptions, rotate
 from rotate_stats.rqlite_store import RqliteStore
 from tests.helpers import foreign_job, free_port, redis_dump, tally_redis
@@ -180,6 +181,8 @@ def test_lost_commit_response_is_resent_and_counted_once(
     assert report.error is None
     assert executes(node) - before == 2  # the commit was sent twice...
     assert_conserved(redis_client, store, written_by(jobs))  # ...and counted once
+    # this run applied the claims (its first request did): not "already-applied"
+    assert [o.state for o in report.outcomes] == [DateState.INSERTED, DateState.INSERTED]
     store.close()
 
 
