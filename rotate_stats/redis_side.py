@@ -282,8 +282,14 @@ class RedisSide:
     # -- lock -------------------------------------------------------------------------------
 
     def acquire_lock(self, token: str, ttl_ms: int) -> bool:
-        """Take the lock for ``ttl_ms`` unless another run holds it."""
-        return bool(self.client.set(family.LOCK_KEY, token, nx=True, px=ttl_ms))
+        """Take the lock for ``ttl_ms`` unless another run holds it.
+
+        A SET resent by the client after a lost answer finds the lock taken by
+        its own first attempt: holding our token, it is ours.
+        """
+        if self.client.set(family.LOCK_KEY, token, nx=True, px=ttl_ms):
+            return True
+        return self.lock_holder()[0] == token
 
     def refresh_lock(self, token: str, ttl_ms: int) -> bool:
         """Extend the lock if this token still holds it."""

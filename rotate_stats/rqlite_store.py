@@ -53,8 +53,8 @@ from pyrqlite.connections import Connection
 
 from . import family
 from .database import (
-    SELECT_MIGRATIONS,
     SELECT_LEDGER_TIMES,
+    SELECT_MIGRATIONS,
     SELECT_ROWS,
     CommitResult,
     DateCommit,

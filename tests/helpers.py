@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -113,13 +114,16 @@ class ReplyDropper:
 
     ``drop_replies(n)``: the next ``n`` replies from the server are not
     forwarded; the client's connection is closed instead - the command ran, the
-    client never hears of it (a lost answer).
+    client never hears of it (a lost answer). ``policy``, when given, is asked
+    about every reply chunk the counter does not drop (True: drop it too).
     """
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, policy: Callable[[bytes], bool] | None = None) -> None:
         import threading
 
         self.upstream_port = upstream_port
+        self.policy = policy
+        self.dropped = 0  # replies swallowed so far
         self._drops = 0
         self._lock = threading.Lock()
         self._listener = socket.socket()
@@ -134,12 +138,14 @@ class ReplyDropper:
         with self._lock:
             self._drops += count
 
-    def _take_drop(self) -> bool:
+    def _take_drop(self, data: bytes) -> bool:
         with self._lock:
             if self._drops > 0:
                 self._drops -= 1
-                return True
-            return False
+            elif self.policy is None or not self.policy(data):
+                return False
+            self.dropped += 1
+            return True
 
     def _accept(self) -> None:
         import threading
@@ -149,7 +155,11 @@ class ReplyDropper:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            except OSError:  # the server is down (restarting): refuse this client
+                client.close()
+                continue
             threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
 
@@ -159,7 +169,7 @@ class ReplyDropper:
                 data = source.recv(65536)
                 if not data:
                     break
-                if replies and self._take_drop():
+                if replies and self._take_drop(data):
                     break
                 target.sendall(data)
         except OSError:

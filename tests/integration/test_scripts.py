@@ -6,7 +6,7 @@ import redis
 
 from rotate_stats import family
 from rotate_stats.redis_side import RedisSide
-from tests.helpers import foreign_write
+from tests.helpers import ReplyDropper, foreign_write
 
 D = 19_800
 
@@ -128,3 +128,20 @@ def test_claim_validates_integers_like_redis(redis_client: redis.Redis) -> None:
         assert claims == [] and error is not None, value
         assert error.key == key and error.field == "sync:x" and error.value == value
         assert redis_client.hget(key, "sync:x") == value.encode()  # left as it was
+
+
+def test_a_lock_taken_by_a_resent_set_is_ours(redis_client: redis.Redis) -> None:
+    """redis-py resends SET after a lost answer: the lock its first attempt took is ours."""
+    port = redis_client.connection_pool.connection_kwargs["port"]
+    proxy = ReplyDropper(port)
+    client = redis.Redis(port=proxy.port)  # redis-py's default retries
+    try:
+        side = RedisSide(client)
+        client.ping()  # connected: the next reply is SET's
+        proxy.drop_replies(1)
+        assert side.acquire_lock("a", 10_000)
+        assert proxy.dropped == 1 and side.lock_holder()[0] == "a"
+        assert not side.acquire_lock("b", 10_000)
+    finally:
+        client.close()
+        proxy.close()
