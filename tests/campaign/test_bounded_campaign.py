@@ -16,11 +16,13 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_binary
+from tools.faultcampaign.scenario import Scenario, generate
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,3 +62,25 @@ def test_bounded_campaign_loses_and_doubles_nothing(
     assert (scenarios, lost, doubled) == (runs, 0, 0), report
     assert increments > 100 * runs, report  # the writers really wrote
     assert proc.returncode == 0, report
+
+
+def _first_seed(want: Callable[[Scenario], bool]) -> int:
+    from rotate_stats.dates import today
+
+    return next(s for s in range(10**6) if want(generate(s, "sqlite", today(time.time()))))
+
+
+@pytest.mark.parametrize("kind", ["failover", "rdb-restart"])
+def test_the_oracle_sees_the_doubling_of_a_rollback_without_a_fence(kind: str) -> None:
+    """Redis forgets the claims the rotators committed (fence off): the oracle must
+    see every one of those counts doubled, or its 0/0 elsewhere proves nothing."""
+    require_binary("redis-server")
+    seed = _first_seed(lambda s: s.rollback == kind and not s.fence_on)
+    args = [sys.executable, str(ROOT / "tools" / "campaign"), "--seed", str(seed)]
+    args += ["--runs", "1", "--backend", "sqlite"]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    report = f"seed {seed}:\n{proc.stdout}\n{proc.stderr}"
+    assert proc.returncode == 0, report
+    assert "rollback: some claims committed before Redis forgot" in proc.stdout, report
+    assert "rollbacks with the fence off: 1, the oracle saw counts doubled in 1 " in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1].endswith("lost=0 doubled=0"), report

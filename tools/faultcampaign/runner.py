@@ -31,13 +31,14 @@ import redis
 from rotate_stats import Recorder, family
 from rotate_stats.database import SqliteStore, Store, migrate
 from rotate_stats.dates import last_stable
-from rotate_stats.errors import LockHeld, StoreError
+from rotate_stats.errors import AmbiguousWrite, LockHeld, RotateStatsError, StoreError
 from rotate_stats.redis_side import RedisSide
 from rotate_stats.rotate import RotateOptions, rotate
 from rotate_stats.rqlite_store import RqliteStore
 
 from .cluster import ClusterBackend
 from .oracle import Oracle, Verdict, judge
+from .proxies import Proxies
 from .scenario import RotatorPlan, Scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,14 +54,18 @@ return 0
 """
 
 
-class RedisServer:
-    """redis-server with AOF and ``appendfsync always``: an acknowledged write survives."""
+DURABLE = ("--save", "", "--appendonly", "yes", "--appendfsync", "always")
 
-    def __init__(self, directory: Path) -> None:
+
+class RedisServer:
+    """redis-server; by default with AOF and ``appendfsync always``, so that an
+    acknowledged write survives. ``persistence`` replaces those arguments."""
+
+    def __init__(self, directory: Path, persistence: tuple[str, ...] = DURABLE) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise SystemExit("campaign: redis-server is not installed")
-        self.binary, self.directory = binary, directory
+        self.binary, self.directory, self.persistence = binary, directory, persistence
         directory.mkdir(parents=True, exist_ok=True)
         with __import__("socket").socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -70,8 +75,8 @@ class RedisServer:
         self.start()
 
     def start(self) -> None:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)]
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += [*self.persistence, "--dir", str(self.directory)]
         args += ["--logfile", str(self.directory / "redis.log")]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
         client = redis.Redis(port=self.port)
@@ -94,6 +99,7 @@ class RedisServer:
         if self.process is not None:
             self.process.kill()
             self.process.wait()
+            self.process = None
 
 
 @dataclass
@@ -109,14 +115,20 @@ class Outcome:
 
     @property
     def failed(self) -> bool:
-        return bool(self.verdict.lost or self.verdict.doubled or self.problems)
+        """Lost or doubled counts, or a problem; a doubling the scenario expects (a
+        rollback with the fence off) is not a failure: not seeing it would be."""
+        doubled = self.verdict.doubled and not self.scenario.expects_doubling
+        return bool(self.verdict.lost or doubled or self.problems)
 
 
 class Writers:
     """Recorder and foreign writer threads feeding the oracle."""
 
-    def __init__(self, scenario: Scenario, url: str, oracle: Oracle) -> None:
+    def __init__(
+        self, scenario: Scenario, url: str, oracle: Oracle, recorder_url: str | None = None
+    ) -> None:
         self.scenario, self.url, self.oracle = scenario, url, oracle
+        self.recorder_url = recorder_url or url  # through a reply-losing proxy, maybe
         self.gate = threading.Lock()  # held per operation; a restart takes it
         self.clients: list[redis.Redis] = []
         self.errors: list[str] = []
@@ -125,6 +137,8 @@ class Writers:
             threading.Thread(target=self._run, args=(i, i < scenario.recorder_writers))
             for i in range(scenario.recorder_writers + scenario.foreign_writers)
         ]
+        if scenario.planted:
+            self.threads.append(threading.Thread(target=self._plant))
 
     def start(self) -> None:
         for t in self.threads:
@@ -139,9 +153,32 @@ class Writers:
         for client in self.clients:
             client.connection_pool.disconnect()
 
+    def _plant(self) -> None:
+        """A count without its breakdown on the planted dates, three times: a finding
+        that a strict run refuses (gives the date back) and a lenient one commits."""
+        client = redis.Redis.from_url(self.url, retry_on_error=[])
+        self.clients.append(client)
+        set_if_lower = client.register_script(SET_IF_LOWER)
+        for _ in range(3):
+            for d in self.scenario.planted:
+                if self.stopping.is_set():
+                    return
+                try:
+                    with self.gate:
+                        client.hincrby(family.counts_key(d), "queued", 1)
+                        self.oracle.accept((d, "queued", None), 1)
+                        set_if_lower(keys=[family.EARLIEST_KEY], args=[d])
+                except redis.RedisError as exc:
+                    self.errors.append(f"planter: {exc!r}")
+                    return
+            time.sleep(self.scenario.write_seconds / 3)
+
     def _run(self, index: int, recorder: bool) -> None:
         rng = random.Random(self.scenario.seed * 100 + index)
-        client = redis.Redis.from_url(self.url, retry_on_error=[])
+        if recorder:  # redis-py's default retries on: the recorder must not resend
+            client = redis.Redis.from_url(self.recorder_url)
+        else:
+            client = redis.Redis.from_url(self.url, retry_on_error=[])
         self.clients.append(client)
         rec = Recorder(client)
         set_if_lower = client.register_script(SET_IF_LOWER)
@@ -149,33 +186,60 @@ class Writers:
             if self.stopping.is_set():
                 return
             d = rng.choice(self.scenario.dates)
-            event = rng.choice(family.EVENTS)
-            key = _breakdown(event, rng)
-            amount = rng.randint(1, 3)
-            try:
-                with self.gate:
-                    if recorder:
-                        if rec.record(d, event, key, amount):
-                            self.oracle.accept((d, event, None), amount)
-                            self.oracle.accept((d, event, key), amount)
+            writes = _lifecycle(rng) if self.scenario.lifecycles else [_any_write(rng)]
+            for event, key, amount in writes:  # one operation each, as writers do
+                try:
+                    with self.gate:
+                        if recorder:
+                            try:
+                                counted = rec.record(d, event, key, amount)
+                            except AmbiguousWrite:  # the proxy only loses "counted" replies
+                                counted = True
+                            if counted:
+                                self.oracle.accept((d, event, None), amount)
+                                self.oracle.accept((d, event, key), amount)
+                            else:
+                                self.oracle.refuse(d, event, amount)
                         else:
-                            self.oracle.refuse(d, event, amount)
-                    else:
-                        client.hincrby(family.counts_key(d), event, amount)
-                        self.oracle.accept((d, event, None), amount)
-                        client.hincrby(family.extra_key(d, event), key, amount)
-                        self.oracle.accept((d, event, key), amount)
-                        set_if_lower(keys=[family.EARLIEST_KEY], args=[d])
-            except redis.RedisError as exc:  # the harness must know every outcome
-                self.errors.append(f"writer {index}: {exc!r}")
-                return
+                            client.hincrby(family.counts_key(d), event, amount)
+                            self.oracle.accept((d, event, None), amount)
+                            client.hincrby(family.extra_key(d, event), key, amount)
+                            self.oracle.accept((d, event, key), amount)
+                            set_if_lower(keys=[family.EARLIEST_KEY], args=[d])
+                except redis.RedisError as exc:  # the harness must know every outcome
+                    self.errors.append(f"writer {index}: {exc!r}")
+                    return
             time.sleep(
                 rng.random() * 2 * self.scenario.write_seconds / self.scenario.ops_per_writer
             )
 
 
-def _breakdown(event: str, rng: random.Random) -> str:
+def _any_write(rng: random.Random) -> tuple[str, str, int]:
+    """Any event, any amount: dates end up with invariant findings."""
+    event = rng.choice(family.EVENTS)
+    return event, _breakdown(event, rng), rng.randint(1, 3)
+
+
+def _lifecycle(rng: random.Random) -> list[tuple[str, str, int]]:
+    """One job's events in order: a date whose jobs all finished has no findings (a
+    strict run commits it); one cut mid-job has some (a strict run gives it back)."""
     job_type = rng.choice(TYPES)
+    if rng.random() < 0.2:
+        return [
+            ("requested", job_type, 1),
+            ("failed_to_queue", _breakdown("failed_to_queue", rng, job_type), 1),
+        ]
+    end = "completed" if rng.random() < 0.8 else "failed"
+    return [
+        ("requested", job_type, 1),
+        ("queued", job_type, 1),
+        ("started", job_type, 1),
+        (end, _breakdown(end, rng, job_type), 1),
+    ]
+
+
+def _breakdown(event: str, rng: random.Random, job_type: str | None = None) -> str:
+    job_type = job_type or rng.choice(TYPES)
     if event == "failed_to_queue":
         return f"{job_type}:{rng.choice(FTQ_REASONS)}"
     if event == "failed":
@@ -248,6 +312,7 @@ class Rotators:
         args = [sys.executable, "-m", "tools.faultcampaign.rotator", "--fault", fault]
         args += ["--point", plan.point, "--nth", str(plan.nth)]
         args += ["--lockless"] if plan.lockless else []
+        args += ["--strict"] if plan.strict else []  # passed on to `rotate`
         args += ["--repeat", str(plan.repeat)]
         args += ["--delay-ms", str(plan.kill_after_ms)] if plan.fault == "leader-kill" else []
         path = self.logs / f"rotator-{len(self.running)}.log"
@@ -309,6 +374,12 @@ class Rotators:
                     label += " (injected lost request/response)"
                 elif "rqlite" in errors:
                     label += " (other database error)"
+                elif "fence" in errors:
+                    label += " (durability fence not met)"
+                elif "journal_chat_job_stats" in errors:
+                    label += " (table refused)"
+            if code == 2 and "ROTATE_STATS_REDIS_FENCE" in errors:
+                label += " (fence refused by the server)"
             if "served the request after" in text:  # a WARNING the store logs
                 label += ", waited out an election"
             out[label] += 1
@@ -338,6 +409,13 @@ def run_scenario(
     """
     directory = workdir / f"s{scenario.seed}"
     directory.mkdir(parents=True, exist_ok=True)
+    if scenario.rollback is not None:  # its own Redis servers
+        from .rollback import run_rollback
+
+        outcome = run_rollback(scenario, Backend(scenario.backend, directory), directory)
+        if not outcome.failed and not keep:
+            shutil.rmtree(directory, ignore_errors=True)
+        return outcome
     client = redis.Redis(port=server.port)
     client.flushall()
     backend: Backend | ClusterBackend
@@ -368,14 +446,15 @@ def _run(
 ) -> Outcome:
     cluster = backend if isinstance(backend, ClusterBackend) else None
     store = backend.open()
+    proxies = Proxies(scenario, server.port)
     try:
-        migrate(store)
+        problems = _adopt(scenario, store)
         oracle = Oracle()
-        writers = Writers(scenario, server.url, oracle)
+        writers = Writers(scenario, server.url, oracle, proxies.recorder_url)
         ttl = 1.0
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
         env.update(
-            ROTATE_STATS_REDIS_URL=server.url,
+            ROTATE_STATS_REDIS_URL=proxies.rotator_url or server.url,
             ROTATE_STATS_DATABASE_URL=backend.url,
             ROTATE_STATS_LOCK_TTL=str(ttl),
             ROTATE_STATS_BATCH_SIZE=str(scenario.batch_size),
@@ -387,8 +466,9 @@ def _run(
             env.update(ROTATE_STATS_LOG_LEVEL="WARNING")
         rotators = Rotators(scenario, env, directory)
         events = _timeline(scenario, server, client, writers, rotators, backend)
-        problems = _play(events, writers, rotators, cluster, ttl)
+        problems += _play(events, writers, rotators, cluster, ttl)
         problems += writers.errors
+        problems += _repair_foreign_table(scenario, store)
         exits = rotators.exits()
         recover = None
         if isinstance(backend, Backend):
@@ -409,8 +489,10 @@ def _run(
         if verdict.refusal_mismatch:
             problems.append(f"refusals not visible as counted: {verdict.refusal_mismatch}")
     finally:
+        proxies.close()
         store.close()
     happened = cluster.happened if cluster is not None else Counter[str]()
+    happened.update(proxies.happened())
     return Outcome(scenario, verdict, oracle.increments, problems, exits, happened)
 
 
@@ -572,3 +654,60 @@ def _orphan_dates(side: RedisSide) -> list[int]:
 def _stable_keys_left(side: RedisSide) -> bool:
     stable = last_stable(time.time())
     return any(d <= stable for d in side.scan_dated_keys())
+
+
+_SEED_TABLE = (ROOT / "rotate_stats" / "migrations" / "0001_journal_chat_job_stats.sql").read_text()
+_SEED_DDL = "\n".join(
+    line for line in _SEED_TABLE.splitlines() if not line.startswith("--")
+).replace("IF NOT EXISTS ", "")
+FOREIGN_DDL = {
+    # an extra NOT NULL column without a default: a zero row cannot be inserted
+    "extra-not-null": _SEED_DDL.replace(
+        "id INTEGER PRIMARY KEY,", "id INTEGER PRIMARY KEY,\n    tenant TEXT NOT NULL,"
+    ),
+    # no unique key: one row per run, every merge added to every row
+    "no-unique": _SEED_DDL.replace(
+        "retrieved_for TEXT UNIQUE NOT NULL", "retrieved_for TEXT NOT NULL"
+    ),
+}
+
+
+def _adopt(scenario: Scenario, store: Store) -> list[str]:
+    """Migrate; with a foreign table, planted before or swapped in after migrating,
+    which ``migrate`` (before) must refuse and every run must then refuse to use."""
+    if scenario.foreign_table is None:
+        migrate(store)
+        return []
+    ddl = FOREIGN_DDL[scenario.foreign_table]
+    assert ddl != _SEED_DDL, "the foreign table must differ from seed 000's"
+    if scenario.foreign_when == "after-migrate":
+        migrate(store)
+        store.execute(f"DROP TABLE {family.TABLE}")
+        store.execute(ddl)
+        return []
+    store.execute(ddl)
+    try:
+        migrate(store)
+    except RotateStatsError as exc:
+        if family.TABLE not in str(exc):
+            return [f"migrate refused the foreign table without naming it: {exc}"]
+        return []
+    return ["migrate adopted a foreign table"]
+
+
+def _repair_foreign_table(scenario: Scenario, store: Store) -> list[str]:
+    """After the storm: nothing may have been written to the foreign table or the
+    ledger; then the operator replaces the table (drop, migrate) for the final run."""
+    if scenario.foreign_table is None:
+        return []
+    problems: list[str] = []
+    tables = {str(r[0]) for r in store.read("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    for table in (family.TABLE, family.CLAIMS_TABLE):
+        if table in tables:
+            (n,) = store.read(f"SELECT COUNT(*) FROM {table}")[0]
+            if n:
+                problems.append(f"{n} row(s) written to {table} beside a foreign table")
+    for table in (family.TABLE, family.CLAIMS_TABLE, family.MIGRATIONS_TABLE):
+        store.execute(f"DROP TABLE IF EXISTS {table}")
+    migrate(store)
+    return problems

@@ -24,9 +24,11 @@ class RotatorPlan:
     lockless: bool = False  # ignores the lock, as if it had expired
     repeat: int = 1  # runs one after the other in the same process
     retry_for: int | None = None  # ROTATE_STATS_DATABASE_RETRY_FOR, None: the default (60)
+    strict: bool = False  # --strict: a date with findings is given back, not committed
 
     def describe(self) -> str:
-        who = f"{'lockless ' if self.lockless else ''}rotator@{self.start_ms}ms"
+        who = f"{'lockless ' if self.lockless else ''}{'strict ' if self.strict else ''}"
+        who += f"rotator@{self.start_ms}ms"
         who += f" x{self.repeat}" if self.repeat > 1 else ""
         who += f" RETRY_FOR={self.retry_for}" if self.retry_for is not None else ""
         if self.fault == "none":
@@ -62,6 +64,22 @@ class Scenario:
     leader_kill: tuple[int, int] | None = None  # (at ms, restart after ms)
     node_restart: tuple[int, str, int] | None = None  # (at ms, "leader"|"follower", after ms)
     restart_delay_ms: int = 1000  # a node killed by a rotator restarts this much later
+    # round two (issue 8): see _with_round_two
+    planted: tuple[int, ...] = ()  # dates given a count without its breakdown (a finding)
+    lifecycles: bool = False  # writers write whole jobs (dates without findings exist)
+    rotator_drop: float = 0.0  # chance that a reply to a rotator is lost (redis-py resends)
+    recorder_drop: float = 0.0  # chance that a recorder's "counted" reply is lost
+    foreign_table: str | None = None  # "extra-not-null" | "no-unique": a table not seed 000's
+    foreign_when: str = "before-migrate"  # or "after-migrate": swapped in behind migrate
+    rollback: str | None = None  # "failover" | "rdb-restart": Redis forgets recent writes
+    fence_on: bool = True  # rollback: ROTATE_STATS_REDIS_FENCE on, or none
+    fence_setting: str = "auto"  # rollback, fence on: the setting the rotators use
+    stall_after_ms: int = 0  # failover: the replica link stalls this long after rotators start
+
+    @property
+    def expects_doubling(self) -> bool:
+        """A rollback with the fence off: the oracle must see the counts doubled."""
+        return self.rollback is not None and not self.fence_on
 
     def describe(self) -> str:
         parts = [
@@ -93,6 +111,27 @@ class Scenario:
             parts.append(f"earliest deleted@{self.delete_earliest_ms}ms")
         if self.drop_response_ms is not None:
             parts.append(f"commit response dropped@{self.drop_response_ms}ms")
+        if self.lifecycles:
+            parts.append("writers write whole jobs")
+        if self.planted:
+            parts.append(f"violations planted on {', '.join(map(str, self.planted))}")
+        if self.rotator_drop:
+            parts.append(f"{self.rotator_drop:.0%} of rotator replies lost (client resends)")
+        if self.recorder_drop:
+            parts.append(f"{self.recorder_drop:.0%} of recorder replies lost")
+        if self.foreign_table is not None:
+            parts.append(f"foreign table ({self.foreign_table}) {self.foreign_when}")
+        if self.rollback == "failover":
+            parts.append(
+                f"replica link stalled {self.stall_after_ms}ms after the rotators start, then "
+                f"the primary dies and the replica is promoted; fence "
+                f"{self.fence_setting if self.fence_on else 'none'}"
+            )
+        elif self.rollback == "rdb-restart":
+            parts.append(
+                "Redis SIGKILLed after the rotators and restarted from its RDB snapshot; "
+                f"fence {self.fence_setting if self.fence_on else 'none'}"
+            )
         return "; ".join(parts)
 
 
@@ -146,7 +185,88 @@ def generate(seed: int, backend: str, today: int) -> Scenario:
         drop_response_ms=drop,
         faults=tuple(faults),
     )
-    return _with_cluster_faults(scenario, rng) if real else scenario
+    if real:
+        scenario = _with_cluster_faults(scenario, rng)
+    return _with_round_two(scenario, rng)
+
+
+def _with_round_two(scenario: Scenario, rng: random.Random) -> Scenario:
+    """Issue 8's classes, drawn after everything else (older seeds keep their draws).
+
+    Strict rotators with planted violations; lost replies with client resends, to
+    rotators and to recorders; a foreign table; Redis rolled back (a failover
+    with a stalled replica link, a restart from an RDB snapshot), with the
+    fence on (nothing may double) or off (the oracle must see the doubling).
+    """
+    faults = list(scenario.faults)
+    rotators = [replace(r, strict=rng.random() < 0.3) for r in scenario.rotators]
+    faults += ["strict"] * sum(r.strict for r in rotators)
+    planted: tuple[int, ...] = ()
+    if rng.random() < 0.35:
+        planted = tuple(sorted(rng.sample(scenario.dates, min(2, len(scenario.dates)))))
+        faults.append("planted-violations")
+    lifecycles = rng.random() < (0.6 if any(r.strict for r in rotators) else 0.2)
+    rotator_drop = rng.choice((0.02, 0.05, 0.1)) if rng.random() < 0.3 else 0.0
+    recorder_drop = rng.choice((0.05, 0.2)) if rng.random() < 0.3 else 0.0
+    faults += ["rotator-replies-lost"] * (rotator_drop > 0)
+    faults += ["recorder-replies-lost"] * (recorder_drop > 0)
+    scenario = replace(
+        scenario,
+        rotators=tuple(rotators),
+        planted=planted,
+        lifecycles=lifecycles,
+        rotator_drop=rotator_drop,
+        recorder_drop=recorder_drop,
+        faults=tuple(faults),
+    )
+    draw = rng.random()
+    if draw < 0.08:
+        kind = rng.choice(("extra-not-null", "no-unique"))
+        when = rng.choice(("before-migrate", "after-migrate"))
+        return replace(
+            scenario,
+            foreign_table=kind,
+            foreign_when=when,
+            faults=(*scenario.faults, f"foreign-table-{kind}-{when}"),
+        )
+    if draw < 0.22 and scenario.backend != "rqlite-real":
+        return _rollback(scenario, rng)
+    return scenario
+
+
+def _rollback(scenario: Scenario, rng: random.Random) -> Scenario:
+    """A rollback scenario: its own Redis servers, clean rotators, no other Redis faults."""
+    kind = rng.choice(("failover", "rdb-restart"))
+    fence_on = rng.random() < 0.6
+    if kind == "failover":
+        setting = rng.choice(("auto", "replicas:1"))
+        stall = rng.randint(0, 400) if fence_on else 0  # fence off: stalled from the start
+    else:
+        setting, stall = "aof", 0  # an RDB-only server cannot honour it: runs refuse
+    rotators = tuple(
+        RotatorPlan(rng.randint(0, 300), "none", "claim-after", 1, strict=rng.random() < 0.3)
+        for _ in range(rng.randint(1, 2))
+    )
+    name = f"rollback-{kind}-fence-{'on' if fence_on else 'off'}"
+    return replace(
+        scenario,
+        rotators=rotators,
+        redis_restart_ms=None,
+        db_outage=None,
+        delete_earliest_ms=None,
+        drop_response_ms=None,
+        rotator_drop=0.0,
+        recorder_drop=0.0,
+        rollback=kind,
+        fence_on=fence_on,
+        fence_setting=setting,
+        stall_after_ms=stall,
+        faults=(
+            *(f for f in scenario.faults if f == "planted-violations"),
+            *["strict"] * sum(r.strict for r in rotators),
+            name,
+        ),
+    )
 
 
 def _with_cluster_faults(scenario: Scenario, rng: random.Random) -> Scenario:

@@ -1,0 +1,155 @@
+"""Redis rolled back under the job (issue 8, item 2): it forgets recent writes.
+
+- ``failover``: a primary and a replica whose link runs through a proxy the
+  campaign stalls; the primary is SIGKILLed after the rotators and the replica
+  promoted, so every write the link held back (claims, releases) is gone.
+- ``rdb-restart``: a server without AOF; writers write, ``SAVE`` takes a
+  snapshot, rotators run, then the server is SIGKILLed and restarts from the
+  snapshot.
+
+With the fence on (``auto``/``replicas:1`` on the pair, ``aof`` on the RDB-only
+server, which refuses to run) nothing may be lost or doubled. With it off
+(``none``) the counts the rotators committed come back as live counts and are
+committed again: the oracle must see that doubling, or it could not be trusted
+to see any.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+from rotate_stats import family
+from rotate_stats.database import Store, migrate
+from rotate_stats.errors import StoreError
+from tests.helpers import StallableProxy
+
+from .oracle import Oracle, Verdict, judge
+from .runner import Backend, Outcome, RedisServer, Rotators, Writers, final_rotation
+from .scenario import Scenario
+
+VOLATILE = ("--save", "", "--appendonly", "no")  # SAVE is called by hand
+
+
+def run_rollback(scenario: Scenario, backend: Backend, directory: Path) -> Outcome:
+    """One rollback scenario, its servers stopped however it ends."""
+    servers: list[RedisServer] = []
+    link: StallableProxy | None = None
+    store = backend.open()
+    try:
+        primary = RedisServer(directory / "primary", VOLATILE)
+        servers.append(primary)
+        if scenario.rollback == "failover":
+            link = StallableProxy(primary.port)
+            replica_args = (*VOLATILE, "--replicaof", "127.0.0.1", str(link.port))
+            servers.append(RedisServer(directory / "replica", replica_args))
+        return _run(scenario, backend, store, servers, link, directory)
+    finally:
+        if link is not None:
+            link.close()
+        for server in servers:
+            server.stop()
+        store.close()
+        backend.close()
+
+
+def _run(
+    scenario: Scenario,
+    backend: Backend,
+    store: Store,
+    servers: list[RedisServer],
+    link: StallableProxy | None,
+    directory: Path,
+) -> Outcome:
+    primary = servers[0]
+    client = redis.Redis(port=primary.port)
+    problems: list[str] = []
+    if link is not None:
+        problems += _wait_for_replica(client)
+    migrate(store)
+    oracle = Oracle()
+    writers = Writers(scenario, primary.url, oracle)
+    writers.start()
+    writers.join()
+    problems += writers.errors
+    if link is not None:  # the replica has every write before the rotators start
+        if client.wait(1, 10_000) != 1:
+            problems.append("the replica did not catch up with the writers")
+    else:
+        client.save()
+    fence = scenario.fence_setting if scenario.fence_on else "none"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
+    env.update(
+        ROTATE_STATS_REDIS_URL=primary.url,
+        ROTATE_STATS_DATABASE_URL=backend.url,
+        ROTATE_STATS_LOCK_TTL="5",
+        ROTATE_STATS_BATCH_SIZE=str(scenario.batch_size),
+        ROTATE_STATS_REDIS_FENCE=fence,
+        ROTATE_STATS_REDIS_FENCE_TIMEOUT="0.3",
+        ROTATE_STATS_LOG_LEVEL="ERROR",
+    )
+    rotators = Rotators(scenario, env, directory)
+    events: list[tuple[int, Callable[[], None]]] = [
+        (p.start_ms, functools.partial(rotators.launch, p)) for p in scenario.rotators
+    ]
+    if link is not None:
+        events.append((scenario.stall_after_ms, link.stall))
+    events.sort(key=lambda e: e[0])
+    t0 = time.monotonic()
+    while events or rotators.busy():
+        while events and events[0][0] <= (time.monotonic() - t0) * 1000:
+            events.pop(0)[1]()
+        if time.monotonic() > t0 + 60:
+            problems.append("the rotators did not finish within 60 s")
+            break
+        time.sleep(0.01)
+    rotators.kill_all()
+    exits = rotators.exits()
+    committed = int(store.read(f"SELECT COUNT(*) FROM {family.CLAIMS_TABLE}")[0][0])
+    survivor = _roll_back(scenario, servers, client)
+    before = "some claims" if committed else "nothing"
+    happened = Counter({f"rollback: {before} committed before Redis forgot": 1})
+    try:
+        problems += final_rotation(survivor, store)
+        verdict = judge(oracle, survivor, store)
+    except (StoreError, redis.RedisError) as exc:
+        problems.append(f"the oracle could not read (no verdict): {type(exc).__name__}: {exc}")
+        verdict = Verdict(0, 0, {}, {})
+    finally:
+        survivor.close()
+        client.close()
+    if verdict.refusal_mismatch:
+        problems.append(f"refusals not visible as counted: {verdict.refusal_mismatch}")
+    if scenario.expects_doubling and committed and not verdict.doubled:
+        problems.append(
+            f"{committed} claim(s) were committed before Redis forgot them, "
+            "yet the oracle saw nothing doubled"
+        )
+    return Outcome(scenario, verdict, oracle.increments, problems, exits, happened)
+
+
+def _wait_for_replica(client: redis.Redis) -> list[str]:
+    deadline = time.monotonic() + 20
+    while int(client.info("replication").get("connected_slaves", 0)) < 1:
+        if time.monotonic() > deadline:
+            return ["the replica did not connect"]
+        time.sleep(0.05)
+    return []
+
+
+def _roll_back(scenario: Scenario, servers: list[RedisServer], client: redis.Redis) -> redis.Redis:
+    """Make Redis forget: promote the replica, or restart from the snapshot."""
+    client.connection_pool.disconnect()
+    if scenario.rollback == "failover":
+        servers[0].stop()  # SIGKILL: no last sync to the replica
+        promoted = redis.Redis(port=servers[1].port)
+        promoted.execute_command("REPLICAOF", "NO", "ONE")  # type: ignore[no-untyped-call]
+        return promoted
+    servers[0].crash_and_restart()  # loads dump.rdb, taken before the rotators ran
+    return redis.Redis(port=servers[0].port)
