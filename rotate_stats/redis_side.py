@@ -5,6 +5,15 @@ module), so it is atomic with respect to writers' HINCRBYs. ``Script``
 objects from ``register_script`` run by EVALSHA and reload themselves on
 NOSCRIPT, so a restarted Redis (empty script cache) is handled.
 
+Redis is single-threaded: a long command stalls every client. So no command
+this module sends does work proportional to a hash's width beyond a fixed
+bound. Claims are RENAMEs (O(1) per key), release UNLINKs (the memory is freed
+off the main thread), claim hashes are read with HGETALL only up to
+``READ_CHUNK`` fields and with HSCAN chunks beyond, values are validated here
+in Python, and a give-back moves at most ``GIVE_BACK_BUDGET`` fields per step.
+Claim and release scripts take at most ``DATES_PER_CALL`` dates each; a batch
+pipelines several calls in one round trip.
+
 Not for Redis Cluster: a claim or release touches the keys of many dates in
 one script, which Cluster only allows within one hash slot.
 """
@@ -26,6 +35,13 @@ from . import family
 from .errors import ConfigError, DataError, FenceNotMet
 from .invariants import DayCounts
 
+DATES_PER_CALL = 16
+"""Dates per claim or release script call: about 30 O(1) commands each."""
+READ_CHUNK = 1000
+"""Fields per HSCAN call; hashes up to this many fields are read with one HGETALL."""
+GIVE_BACK_BUDGET = 500
+"""Field operations per give-back step (give_back.lua)."""
+
 _INT = re.compile(r"0|-?[1-9][0-9]*")
 """Canonical decimal integers, as Redis writes them (no "-0", no leading zeros)."""
 
@@ -36,7 +52,7 @@ class Scripts:
 
     claim: Script
     release: Script
-    restore: Script
+    give_back: Script
     lock_refresh: Script
     lock_release: Script
     record: Script
@@ -61,7 +77,7 @@ def scripts_for(client: redis.Redis) -> Scripts:
         found = Scripts(
             claim=load("claim"),
             release=load("release"),
-            restore=load("restore"),
+            give_back=load("give_back"),
             lock_refresh=load("lock_refresh"),
             lock_release=load("lock_release"),
             record=load("record"),
@@ -74,7 +90,9 @@ def parse_count(key: str, field: str, raw: bytes | str) -> int:
     """A hash value as a signed 64-bit integer; DataError naming key and field otherwise."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     if not _INT.fullmatch(text):
-        raise DataError(key, field, text, "a decimal integer")
+        digits = re.fullmatch(r"-?[0-9]+", text) is not None  # "007", "-0": not as Redis writes
+        expected = "a decimal integer without leading zeros" if digits else "a decimal integer"
+        raise DataError(key, field, text, expected)
     value = int(text)
     if not -(2**63) <= value < 2**63:
         raise DataError(key, field, text, "an integer that fits in 64 bits")
@@ -107,7 +125,7 @@ def day_from_hashes(keys: Sequence[str], hashes: Sequence[Any]) -> DayCounts:
     counts = parse_hash(keys[0], hashes[0])
     for name in counts:
         if name not in family.EVENTS:
-            raise DataError(keys[0], name, counts[name], "a field named after an event")
+            raise DataError(keys[0], name, str(counts[name]), "a field named after an event")
     breakdowns = {
         event: parse_hash(key, flat)
         for event, key, flat in zip(family.EVENTS, keys[1:], hashes[1:], strict=True)
@@ -152,6 +170,23 @@ class Claim:
     state: str
     claim_id: str
     day: DayCounts
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A date's claim as the claim script left it, before anything was read.
+
+    ``lengths`` are the HLENs of the seven claim hashes (counts, then breakdowns).
+    """
+
+    unix_date: int
+    state: str
+    claim_id: str
+    lengths: tuple[int, ...] = (0,) * family.KEYS_PER_DATE
+
+    @property
+    def fields(self) -> int:
+        return sum(self.lengths)
 
 
 def _text(value: bytes | str) -> str:
@@ -309,48 +344,98 @@ class RedisSide:
 
     # -- claim / release / restore --------------------------------------------------------
 
-    def claim(self, dates: Sequence[int], run_id: str) -> tuple[list[Claim], DataError | None]:
-        """Claim the dates in one call; returns the claims and the error that stopped it.
+    def cut(self, dates: Sequence[int], run_id: str) -> tuple[list[Cut], dict[int, DataError]]:
+        """Claim the dates (RENAMEs only, one round trip); returns the cuts and, per date
+        left untouched because a key has the wrong type, its error.
 
         A new claim's id is ``{run_id}.{random}/{date}/{sequence}``, the sequence
         drawn inside the script: a resent call (a client retry after a lost answer)
         cannot cut a second claim under an id the ledger has seen.
-
-        Dates after an invalid one are not touched; the invalid one is left as it was.
         """
-        keys: list[str] = []
-        for d in dates:
-            keys += family.live_keys(d) + family.claim_keys(d)
-            keys += [family.claim_id_key(d), family.claim_picked_key(d)]
-        keys.append(family.CLAIM_SEQUENCE_KEY)
         # Unique per call, not per run: one run may claim a date twice (its retry
         # pass), and the ledger must see two different claims then.
         prefix = f"{run_id}.{uuid.uuid4().hex[:16]}"
-        args: list[str | int] = [len(dates), prefix, *dates, *family.EVENTS]
-        replies = self.scripts.claim(keys=keys, args=args)
-        claims: list[Claim] = []
-        error: DataError | None = None
-        for d, reply in zip(dates, replies, strict=False):
+        pipe = self.client.pipeline(transaction=False)
+        for start in range(0, len(dates), DATES_PER_CALL):
+            chunk = dates[start : start + DATES_PER_CALL]
+            keys: list[str] = []
+            for d in chunk:
+                keys += family.live_keys(d) + family.claim_keys(d)
+                keys += [family.claim_id_key(d), family.claim_picked_key(d)]
+            keys.append(family.CLAIM_SEQUENCE_KEY)
+            self.scripts.claim(keys=keys, args=[len(chunk), prefix, *chunk], client=pipe)
+        replies = [r for chunk in pipe.execute() for r in chunk]
+        cuts: list[Cut] = []
+        invalid: dict[int, DataError] = {}
+        for d, reply in zip(dates, replies, strict=True):
             state = _text(reply[0])
-            if state == "invalid":  # the script stopped here: this and later dates untouched
+            if state == "invalid":
                 key, name, value, expected = (_text(x) for x in reply[1:5])
-                return claims, error or DataError(key, name or None, value, expected)
-            claim_id = _text(reply[1])
-            if state == "empty":
-                claims.append(Claim(d, state, "", DayCounts()))
-                continue
-            try:
-                day = day_from_hashes(family.claim_keys(d), reply[2:])
-            except DataError as exc:
-                # Claimed, but no run can parse it (so none can have committed it):
-                # give it back, whole, and go on with the batch's other dates.
-                error = error or self._unparsable(d, claim_id, prefix, exc)
-                continue
-            claims.append(Claim(d, state, claim_id, day))
-        return claims, error
+                invalid[d] = DataError(key, name or None, value, expected)
+            elif state == "empty":
+                cuts.append(Cut(d, state, ""))
+            else:
+                cuts.append(Cut(d, state, _text(reply[1]), tuple(int(x) for x in reply[2:])))
+        return cuts, invalid
 
-    def _unparsable(self, d: int, claim_id: str, token: str, exc: DataError) -> DataError:
-        outcome = self.restore(Claim(d, "claimed", claim_id, DayCounts()), "unparsable")
+    def read(self, cuts: Sequence[Cut]) -> list[DayCounts | DataError]:
+        """Each cut's claim hashes, validated: its DayCounts, or the DataError that
+        names the first bad key and field. Bounded reads (see the module docstring)."""
+        keys = [family.claim_keys(c.unix_date) for c in cuts]
+        lengths = [c.lengths for c in cuts]
+        hashes = self._read_hashes(keys, lengths)
+        out: list[DayCounts | DataError] = []
+        for i, cut in enumerate(cuts):
+            try:
+                out.append(day_from_hashes(keys[i], hashes[i]) if cut.claim_id else DayCounts())
+            except DataError as exc:
+                out.append(exc)
+        return out
+
+    def _read_hashes(
+        self, keys: Sequence[Sequence[str]], lengths: Sequence[Sequence[int]]
+    ) -> list[list[dict[bytes, bytes]]]:
+        """HGETALL of every small hash in one round trip; HSCAN chunks for wide ones."""
+        out: list[list[dict[bytes, bytes]]] = [[{} for _ in group] for group in keys]
+        pipe = self.client.pipeline(transaction=False)
+        small: list[tuple[int, int]] = []
+        for i, (group, sizes) in enumerate(zip(keys, lengths, strict=True)):
+            for j, (key, size) in enumerate(zip(group, sizes, strict=True)):
+                if 0 < size <= READ_CHUNK:
+                    pipe.hgetall(key)
+                    small.append((i, j))
+        for (i, j), reply in zip(small, pipe.execute() if small else [], strict=True):
+            out[i][j] = reply
+        for i, (group, sizes) in enumerate(zip(keys, lengths, strict=True)):
+            for j, (key, size) in enumerate(zip(group, sizes, strict=True)):
+                if size > READ_CHUNK:
+                    # a claim hash no longer changes: HSCAN returns each field at
+                    # least once (a duplicate carries the same value)
+                    out[i][j] = dict(self.client.hscan_iter(key, count=READ_CHUNK))
+        return out
+
+    def claim(self, dates: Sequence[int], run_id: str) -> tuple[list[Claim], DataError | None]:
+        """Claim and read the dates; returns the claims and the first date's error.
+
+        A date whose key has the wrong type is left untouched; a date claimed but
+        unparsable is given back whole (no run can have committed it). Either way
+        the batch's other dates go on.
+        """
+        cuts, errors = self.cut(dates, run_id)
+        claims: list[Claim] = []
+        for cut, day in zip(cuts, self.read(cuts), strict=True):
+            if isinstance(day, DataError):
+                errors[cut.unix_date] = self.give_back_unparsable(cut, day)
+            else:
+                claims.append(Claim(cut.unix_date, cut.state, cut.claim_id, day))
+        first = min(errors) if errors else None
+        return claims, errors[first] if first is not None else None
+
+    def give_back_unparsable(self, cut: Cut, exc: DataError) -> DataError:
+        """Give back a claim no run can parse (so none can have committed it), whole;
+        the error to report, naming the live key where the bad value now is."""
+        d = cut.unix_date
+        outcome = self.restore(Claim(d, cut.state, cut.claim_id, DayCounts()), "unparsable")
         if outcome == "restored":  # name the live key, where the value now is
             live = dict(zip(family.claim_keys(d), family.live_keys(d), strict=True))
             return DataError(
@@ -370,22 +455,37 @@ class RedisSide:
         )
 
     def release(self, dates: Sequence[int], claim_ids: Sequence[str]) -> tuple[list[bool], str]:
-        """Delete committed claims and advance earliest; returns (released, earliest after)."""
-        keys: list[str] = []
-        for d in dates:
-            keys += family.claim_keys(d) + [family.claim_id_key(d)] + family.live_keys(d)
-            keys.append(family.claim_picked_key(d))
-        keys.append(family.EARLIEST_KEY)
-        released, earliest = self.scripts.release(keys=keys, args=[len(dates), *claim_ids, *dates])
-        return [bool(x) for x in released], _text(earliest)
+        """Delete committed claims and advance earliest; returns (released, earliest after).
 
-    def restore(self, claim: Claim, mode: str = "strict") -> str:
-        """Give a claim back to the live keys (adding counts), all or nothing.
+        Calls of ``DATES_PER_CALL`` dates run in order in one pipeline: each moves
+        ``earliest`` only from its own first date, so a date still blocked in one
+        call holds ``earliest`` for the later calls too.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for start in range(0, len(dates), DATES_PER_CALL):
+            chunk = dates[start : start + DATES_PER_CALL]
+            ids = claim_ids[start : start + DATES_PER_CALL]
+            keys: list[str] = []
+            for d in chunk:
+                keys += family.claim_keys(d) + [family.claim_id_key(d)] + family.live_keys(d)
+                keys.append(family.claim_picked_key(d))
+            keys.append(family.EARLIEST_KEY)
+            self.scripts.release(keys=keys, args=[len(chunk), *ids, *chunk], client=pipe)
+        released: list[bool] = []
+        earliest = ""
+        for flags, after in pipe.execute():
+            released += [bool(x) for x in flags]
+            earliest = _text(after)
+        return released, earliest
+
+    def restore(self, claim: Claim | Cut, mode: str = "strict") -> str:
+        """Give a claim back to the live keys (adding counts), in bounded steps.
 
         ``mode`` "strict": refused once another run picked the claim up (it may be
         committing it); "unparsable": given back anyway (no run can commit it).
         Returns "restored", "changed" (not the expected claim any more), "picked up
-        by another run", or why a value made it refuse (nothing changed then).
+        by another run", or why a value made a step refuse. Each step moves fields
+        whole (give_back.lua): however it ends, every count is in exactly one place.
         """
         d = claim.unix_date
         keys = [
@@ -395,16 +495,20 @@ class RedisSide:
             family.EARLIEST_KEY,
             family.claim_picked_key(d),
         ]
-        reply = self.scripts.restore(keys=keys, args=[claim.claim_id, d, mode])
-        code = int(reply[0])
-        if code == 1:
-            return "restored"
-        if code == 0:
-            return "changed"
-        if code == -1:
-            return "picked up by another run"
-        key, name, value, expected = (_text(x) for x in reply[1:5])
-        return f"{key} field {name!r} holds {value!r}, expected {expected}"
+        while True:
+            args: list[str | int] = [claim.claim_id, d, mode, GIVE_BACK_BUDGET]
+            reply = self.scripts.give_back(keys=keys, args=args)
+            code = int(reply[0])
+            if code == 2:
+                continue
+            if code == 1:
+                return "restored"
+            if code == 0:
+                return "changed"
+            if code == -1:
+                return "picked up by another run"
+            key, name, value, expected = (_text(x) for x in reply[1:5])
+            return f"{key} field {name!r} holds {value!r}, expected {expected}"
 
     # -- read-only views ---------------------------------------------------------------------
 
@@ -413,19 +517,30 @@ class RedisSide:
         pipe = self.client.pipeline(transaction=False)
         for d in dates:
             for key in family.live_keys(d) + family.claim_keys(d):
-                pipe.hgetall(key)
+                pipe.type(key)
+                pipe.hlen(key)
             pipe.exists(family.claim_id_key(d))
-        try:
-            replies = pipe.execute()
-        except redis.ResponseError as exc:
-            raise DataError("a key of the planned dates", None, str(exc), "hashes") from exc
-        out: list[tuple[DayCounts, DayCounts | None]] = []
-        width = 2 * family.KEYS_PER_DATE + 1
+        replies = pipe.execute(raise_on_error=False)  # HLEN of a non-hash: named below
+        width = 2 * 2 * family.KEYS_PER_DATE + 1
+        keys: list[list[str]] = []
+        lengths: list[list[int]] = []
+        pending: list[bool] = []
         for i, d in enumerate(dates):
             chunk = replies[i * width : (i + 1) * width]
-            live = day_from_hashes(family.live_keys(d), chunk[: family.KEYS_PER_DATE])
-            claimed = day_from_hashes(family.claim_keys(d), chunk[family.KEYS_PER_DATE : -1])
-            out.append((live, claimed if chunk[-1] else None))
+            names = family.live_keys(d) + family.claim_keys(d)
+            for name, kind in zip(names, chunk[0:-1:2], strict=True):
+                if _text(kind) not in ("hash", "none"):
+                    raise DataError(name, None, f"a {_text(kind)}", "a hash")
+            keys.append(names)
+            lengths.append([int(x) for x in chunk[1:-1:2]])
+            pending.append(bool(chunk[-1]))
+        hashes = self._read_hashes(keys, lengths)
+        out: list[tuple[DayCounts, DayCounts | None]] = []
+        for d, found, has_claim in zip(dates, hashes, pending, strict=True):
+            n = family.KEYS_PER_DATE
+            live = day_from_hashes(family.live_keys(d), found[:n])
+            claimed = day_from_hashes(family.claim_keys(d), found[n:])
+            out.append((live, claimed if has_claim else None))
         return out
 
     def scan_dated_keys(self) -> dict[int, list[str]]:

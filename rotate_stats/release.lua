@@ -27,8 +27,9 @@ for i = 1, n do
   local date = tonumber(ARGV[1 + n + i])
   released[i] = 0
   if expected ~= '' and redis.call('GET', KEYS[base + 8]) == expected then
-    for j = 1, 8 do redis.call('DEL', KEYS[base + j]) end
-    redis.call('DEL', KEYS[base + 16])
+    -- UNLINK: a wide hash is freed off Redis's main thread
+    for j = 1, 8 do redis.call('UNLINK', KEYS[base + j]) end
+    redis.call('UNLINK', KEYS[base + 16])
     released[i] = 1
   end
   if blocked == nil then

@@ -32,7 +32,7 @@ from .database import DateCommit, Store, StoredRow, overflow, require_migrated
 from .dates import iso, last_stable, today
 from .errors import ClockSkew, ConfigError, DataError, LockHeld, RotateStatsError
 from .invariants import DayCounts, Finding, check_day
-from .redis_side import Claim, Fence, RedisSide
+from .redis_side import Claim, Cut, Fence, RedisSide
 from .report import DateOutcome, DateState, ExitCode, RotationReport
 
 log = logging.getLogger("rotate_stats")
@@ -59,6 +59,9 @@ class RotateOptions:
     fence: str = "auto"
     """Durability fence before each commit: auto, none, aof or replicas:N (redis_side.Fence)."""
     fence_timeout_ms: int = 10_000
+    max_fields: int = 50_000
+    """Breakdown fields per database commit (a day wider than this is committed alone):
+    bounds the job's memory and the size of one rqlite request (about 60 bytes a field)."""
 
 
 def plan(side: RedisSide, options: RotateOptions, now: float) -> tuple[list[int], int | None]:
@@ -182,6 +185,7 @@ def _walk(
     if not side.acquire_lock(run_id, options.lock_ttl_ms):
         holder, ttl = side.lock_holder()
         raise LockHeld(family.LOCK_KEY, holder, ttl)
+    bad: list[DataError] = []  # dates left in Redis with bad data; the walk goes on
     try:
         for start in range(0, len(dates), options.batch_size):
             if not side.refresh_lock(run_id, options.lock_ttl_ms):
@@ -194,11 +198,18 @@ def _walk(
                 report.error_exit = ExitCode.FAILURE if done else ExitCode.LOCKED
                 break
             batch = dates[start : start + options.batch_size]
-            proceed, picked_up = _rotate_batch(side, store, batch, options, report, fence)
-            if proceed and picked_up:
-                # writes that landed while an earlier run's claim was pending are in
-                # fresh live keys: claim them now, so one run finishes the batch
-                proceed, _ = _rotate_batch(side, store, batch, options, report, fence, retry=True)
+            try:
+                proceed, picked_up = _rotate_batch(side, store, batch, options, report, fence)
+                if proceed and picked_up:
+                    # writes that landed while an earlier run's claim was pending are in
+                    # fresh live keys: claim them now, so one run finishes the batch
+                    proceed, _ = _rotate_batch(
+                        side, store, batch, options, report, fence, retry=True
+                    )
+            except DataError as exc:  # a bad date stays in Redis; `earliest` stays there
+                bad.append(exc)
+                log.error("%s", exc)
+                proceed = True
             if not proceed:
                 break
     except RotateStatsError as exc:
@@ -206,6 +217,9 @@ def _walk(
         log.error("%s", exc)
     finally:
         side.release_lock(run_id)
+    if bad and report.error is None:
+        more = f" (and {len(bad) - 1} more batch(es) with bad data, logged)" if len(bad) > 1 else ""
+        report.error = str(bad[0]) + more
 
 
 def _orphans(side: RedisSide, now: float, max_days: int) -> tuple[str, str]:
@@ -303,18 +317,84 @@ def _rotate_batch(
 ) -> tuple[bool, bool]:
     """One batch; returns (go on, picked up an earlier run's claim).
 
-    Raises the DataError of an invalid date after committing the dates before it.
+    The batch's dates are claimed in one round trip (RENAMEs), then read,
+    checked, committed and released in groups of at most ``max_fields``
+    breakdown fields (a group holds at least one date), so memory and the size
+    of one database request stay bounded whatever the width of a day.
+
+    A date that cannot be claimed or parsed is left in (or given back to) Redis
+    and the batch's other dates go on; its DataError is raised at the end, after
+    the dates before it were committed.
     """
-    existing = _rows_by_date(store, batch)
-    claims, invalid = side.claim(batch, report.run_id)
+    cuts, errors = side.cut(batch, report.run_id)
+    state = _BatchState(batch)
+    rest = list(cuts)
+    go_on, picked_up = True, False
+    while rest and go_on:
+        group = _take_group(rest, options.max_fields)
+        rest = rest[len(group) :]
+        claims: list[Claim] = []
+        for cut, day in zip(group, side.read(group), strict=True):
+            if isinstance(day, DataError):
+                errors[cut.unix_date] = side.give_back_unparsable(cut, day)
+            else:
+                claims.append(Claim(cut.unix_date, cut.state, cut.claim_id, day))
+        go_on, group_picked_up = _rotate_group(
+            side, store, claims, options, report, fence, retry, state, errors
+        )
+        picked_up = picked_up or group_picked_up
+    _give_back(side, rest)  # after a stop: the fresh claims not reached
+    if errors:
+        raise errors[min(errors)]
+    return go_on, picked_up
+
+
+def _take_group(cuts: Sequence[Cut], max_fields: int) -> list[Cut]:
+    """The leading cuts whose fields add up to at most ``max_fields`` (at least one)."""
+    total = 0
+    for i, cut in enumerate(cuts):
+        total += cut.fields
+        if i > 0 and total > max_fields:
+            return list(cuts[:i])
+    return list(cuts)
+
+
+@dataclass
+class _BatchState:
+    """Where the next release span of the batch starts (release covers every date
+    from there up to the group's last committed one: a date given back in between
+    holds ``earliest``)."""
+
+    batch: list[int]
+    span_start: int = 0
+
+
+def _rotate_group(
+    side: RedisSide,
+    store: Store,
+    claims: list[Claim],
+    options: RotateOptions,
+    report: RotationReport,
+    fence: Fence,
+    retry: bool,
+    state: _BatchState,
+    errors: dict[int, DataError],
+) -> tuple[bool, bool]:
+    """Check, commit and release one group of claims; returns (go on, picked up)."""
+    if not claims:
+        return True, False
+    existing = _rows_by_date(store, [c.unix_date for c in claims])
     prospective = {c.unix_date: _prospective(c, existing.get(c.unix_date)) for c in claims}
-    for i, claim in enumerate(claims):
+    go_on = True
+    usable: list[Claim] = []
+    for claim in claims:
         blocker = _unmergeable(claim, existing.get(claim.unix_date), prospective[claim.unix_date])
-        if blocker is not None:  # stop before this date; fresh claims go back to Redis
-            invalid = blocker
-            claims, dropped = claims[:i], claims[i:]
-            _give_back(side, dropped)
-            break
+        if blocker is None:
+            usable.append(claim)
+        else:  # this date goes back to Redis (a fresh claim) or stays pending; others go on
+            errors[claim.unix_date] = blocker
+            _give_back(side, [claim])
+    claims = usable
     findings = {d: check_day(d, day) if day is not None else [] for d, day in prospective.items()}
 
     keep = len(claims)
@@ -332,9 +412,9 @@ def _rotate_batch(
             side.fence(fence, report.run_id, options.fence_timeout_ms)
         items = [DateCommit(c.unix_date, c.claim_id, c.day) for c in committed]
         results = store.commit(items, retrieved_at)
-        # Release covers every batch date up to the last committed one, so that a date
-        # given back in between (unparsable) stops `earliest` there.
-        span = batch[: batch.index(committed[-1].unix_date) + 1]
+        end = state.batch.index(committed[-1].unix_date) + 1
+        span = state.batch[state.span_start : end]
+        state.span_start = end
         ids = {c.unix_date: c.claim_id for c in committed}
         flags, report.earliest_after = side.release(span, [ids.get(d, "") for d in span])
         by_date = dict(zip(span, flags, strict=True))
@@ -362,13 +442,12 @@ def _rotate_batch(
         )
         _log_outcome(outcome)
         report.outcomes.append(outcome)
-    if invalid is not None:
-        raise invalid
+        go_on = False
     picked_up = any(c.state == "pending" for c in committed)
-    return not give_back, picked_up
+    return go_on, picked_up
 
 
-def _give_back(side: RedisSide, claims: Sequence[Claim]) -> None:
+def _give_back(side: RedisSide, claims: Sequence[Claim | Cut]) -> None:
     """Return fresh claims to the live keys; pending ones (maybe already committed) stay,
     and so does a fresh one another run picked up meanwhile (it may be committing it)."""
     for claim in claims:

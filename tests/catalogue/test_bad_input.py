@@ -101,6 +101,8 @@ class Expect:
     """Pass the test database's URL (``env`` may still override it)."""
     query: Query | None = None
     """Read this database for (c) instead of the test database."""
+    walk_goes_on: bool = False
+    """Bad data on D: D stays as it was, the walk rotates the later (empty) dates."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,12 @@ def exercise(
         if expect.secret is not None:
             assert expect.secret not in result.stdout + result.stderr, shown
         assert redis_dump(redis_client) == keys_before, "a Redis key changed"
-        assert db_state(query) == db_before, "a database row changed"
+        after = db_state(query)
+        if expect.walk_goes_on:  # zero rows for the empty dates after D, nothing else
+            later = [r for r in after[family.TABLE] if str(r[1]) > iso(D)]  # type: ignore[attr-defined]
+            assert later and all(r[3] == 0 for r in later), later[:3]
+            after[family.TABLE] = [r for r in after[family.TABLE] if r not in later]  # type: ignore[attr-defined]
+        assert after == db_before, "a database row changed"
 
 
 # -- bad data in Redis (exit 1; the date's keys and rows stay as they were) -----------------
@@ -161,7 +168,8 @@ def exercise(
 def bad_hash_value(key: str, name: str, value: str, expected: str) -> Callable[[Ctx], Expect]:
     def plant(ctx: Ctx) -> Expect:
         ctx.redis.hset(key, name, value)
-        return Expect(1, (key, f"field {name!r}", repr(value), f"expected {expected}"))
+        names = (key, f"field {name!r}", repr(value), f"expected {expected}")
+        return Expect(1, names, walk_goes_on=True)
 
     return plant
 
@@ -189,7 +197,7 @@ def _negative_strict(ctx: Ctx) -> Expect:
 def _counts_list(ctx: Ctx) -> Expect:
     ctx.redis.delete(COUNTS)
     ctx.redis.rpush(COUNTS, "requested", "1")
-    return Expect(1, (COUNTS, "'list'", "expected a hash"))
+    return Expect(1, (COUNTS, "'list'", "expected a hash"), walk_goes_on=True)
 
 
 @case(DB_CASES, "breakdown-hash-is-a-set")
@@ -197,7 +205,7 @@ def _breakdown_set(ctx: Ctx) -> Expect:
     key = family.extra_key(D, "requested")
     ctx.redis.delete(key)
     ctx.redis.sadd(key, "sync")
-    return Expect(1, (key, "'set'", "expected a hash"))
+    return Expect(1, (key, "'set'", "expected a hash"), walk_goes_on=True)
 
 
 @case(DB_CASES, "breakdown-hash-is-a-string")
@@ -205,7 +213,7 @@ def _breakdown_string(ctx: Ctx) -> Expect:
     key = family.extra_key(D, "completed")
     ctx.redis.delete(key)
     ctx.redis.set(key, "sync=1")
-    return Expect(1, (key, "'string'", "expected a hash"))
+    return Expect(1, (key, "'string'", "expected a hash"), walk_goes_on=True)
 
 
 @case(DB_CASES, "nul-in-breakdown-key")
@@ -213,21 +221,23 @@ def _nul(ctx: Ctx) -> Expect:
     key = family.extra_key(D, "failed")
     ctx.redis.hset(COUNTS, "failed", 1)
     ctx.redis.hset(key, "sync:time\x00out", 1)
-    return Expect(1, (key, "'sync:time\\x00out'", "without NUL characters"))
+    return Expect(1, (key, "'sync:time\\x00out'", "without NUL characters"), walk_goes_on=True)
 
 
 @case(DB_CASES, "claim-hash-without-claim-id")
 def _claim_without_id(ctx: Ctx) -> Expect:
     claim = family.claim_keys(D)[0]
     ctx.redis.hset(claim, "requested", 1)
-    return Expect(1, (claim, "without claim id", f"unless {family.claim_id_key(D)} exists"))
+    return Expect(
+        1, (claim, "without claim id", f"unless {family.claim_id_key(D)} exists"), walk_goes_on=True
+    )
 
 
 @case(DB_CASES, "claim-id-is-a-hash")
 def _claim_id_hash(ctx: Ctx) -> Expect:
     key = family.claim_id_key(D)
     ctx.redis.hset(key, "id", "x")
-    return Expect(1, (key, "'hash'", "a string holding a claim id"))
+    return Expect(1, (key, "'hash'", "a string holding a claim id"), walk_goes_on=True)
 
 
 # -- `earliest` ----------------------------------------------------------------------------
@@ -310,7 +320,7 @@ def _corrupt_row(ctx: Ctx) -> Expect:
         "is not JSON",
         "64-bit integers",
     )
-    return Expect(1, names)
+    return Expect(1, names, walk_goes_on=True)
 
 
 @case(DB_CASES, "unmigrated-database", migrated=False)

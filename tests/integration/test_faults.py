@@ -14,7 +14,7 @@ from rotate_stats.database import DateCommit, Store
 from rotate_stats.dates import iso, parse_iso, today
 from rotate_stats.errors import DataError, LockHeld, NotMigrated
 from rotate_stats.invariants import DayCounts, Invariant
-from rotate_stats.redis_side import RedisSide, day_from_hashes
+from rotate_stats.redis_side import Cut, RedisSide
 from rotate_stats.report import DateState, ExitCode
 from rotate_stats.rotate import RotateOptions, rotate
 from tests.helpers import foreign_job, foreign_write, redis_dump, stored_tally, tally_redis
@@ -177,18 +177,23 @@ def test_strict_stops_before_violating_date(redis_client: redis.Redis, store: St
         (lambda c: c.hset(family.extra_key(D + 1, "failed"), "sync:a\x00b", "1"), "NUL"),
     ],
 )
-def test_bad_data_stops_before_the_date(
+def test_bad_data_is_left_in_redis_and_the_walk_goes_on(
     redis_client: redis.Redis, store: Store, corrupt: object, culprit: str
 ) -> None:
-    for d in (D, D + 1, D + 2):
+    """A bad date stays in Redis as it was and is reported (exit 1); the dates after it,
+    in its batch and in later batches, are rotated; ``earliest`` stays at the bad date."""
+    dates = (D, D + 1, D + 2, D + 40)
+    for d in dates:
         foreign_job(redis_client, d, "sync", "completed")
     corrupt(redis_client)  # type: ignore[operator]
     bad_keys = {k: v for k, v in redis_dump(redis_client).items() if b":%d" % (D + 1) in k}
-    report = rotate(redis_client, store, now=NOW)
+    report = rotate(redis_client, store, RotateOptions(batch_size=3), now=NOW)
     assert report.exit_code is ExitCode.FAILURE
     assert report.error is not None and culprit in report.error
     assert str(D + 1) in report.error  # names the key
-    assert [r.retrieved_for for r in store.rows(None, None)] == ["2024-06-10"]
+    stored = {r.retrieved_for: r for r in store.rows(None, None)}
+    assert iso(D + 1) not in stored
+    assert all(stored[iso(d)].day.count("completed") == 1 for d in (D, D + 2, D + 40))
     after = {k: v for k, v in redis_dump(redis_client).items() if b":%d" % (D + 1) in k}
     assert after == bad_keys
     assert int(redis_client.get(family.EARLIEST_KEY)) == D + 1
@@ -330,7 +335,7 @@ def test_a_resent_claim_call_never_reuses_a_claim_id(
     keys: list[str] = []
     keys += family.live_keys(D) + family.claim_keys(D)
     keys += [family.claim_id_key(D), family.claim_picked_key(D), family.CLAIM_SEQUENCE_KEY]
-    args = [1, "run-a.0123456789abcdef", D, *family.EVENTS]
+    args = [1, "run-a.0123456789abcdef", D]
     side.scripts.claim(keys=keys, args=args)  # A's call: applied, answer lost
     report = rotate(redis_client, store, RotateOptions(first=D), now=NOW)  # B
     assert report.error is None and not redis_client.exists(family.claim_id_key(D))
@@ -339,7 +344,8 @@ def test_a_resent_claim_call_never_reuses_a_claim_id(
     second_id = resent[1].decode()
     (outcome,) = report.outcomes
     assert second_id != outcome.claim_id  # a new claim, under a new id
-    day = day_from_hashes(family.claim_keys(D), resent[2:])
+    (day,) = side.read([Cut(D, "claimed", second_id, tuple(resent[2:]))])
+    assert isinstance(day, DayCounts) and day.count("completed") == 1
     (result,) = store.commit([DateCommit(D, second_id, day)], 1.0)
     assert result.claim_applied  # the ledger does not mistake it for the first
     side.release([D], [second_id])
