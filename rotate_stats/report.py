@@ -54,7 +54,12 @@ class DateState(enum.StrEnum):
 
 @dataclass(frozen=True)
 class DateOutcome:
-    """One date's outcome: its state, the counts involved and what the checks found."""
+    """One date's outcome: its state, the counts involved and what the checks found.
+
+    Only the counts of ``day`` are kept: a report lives for the whole walk, and
+    breakdowns (up to hundreds of thousands of keys a date) would make the job's
+    memory grow with the backlog.
+    """
 
     unix_date: int
     state: DateState
@@ -62,6 +67,10 @@ class DateOutcome:
     findings: tuple[Finding, ...] = ()
     claim_id: str = ""
     detail: str = ""
+
+    def __post_init__(self) -> None:
+        if self.day.breakdowns:
+            object.__setattr__(self, "day", DayCounts(dict(self.day.counts)))
 
     def as_dict(self) -> dict[str, object]:
         return {
