@@ -13,19 +13,15 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-import redis
-
 from . import __version__
-from .checks import check, prune_ledger, status
-from .connections import open_redis, open_store
-from .database import migrate, require_migrated
 from .dates import iso, parse_iso
 from .errors import ConfigError, LockHeld, RotateStatsError
 from .family import EVENTS
-from .redis_side import RedisSide
 from .report import EXIT_MEANINGS, DateState, ExitCode, RotationReport
-from .rotate import RotateOptions, rotate
 from .settings import ENVIRONMENT, Settings, mask_url
+
+# redis, the stores and the walk are imported by _run, when a command needs them:
+# `--help` and usage errors start in a fraction of the time (docs/PERFORMANCE.md).
 
 if TYPE_CHECKING:
     from .demo import DemoResult
@@ -156,7 +152,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except RotateStatsError as exc:
         print(f"rotate_stats: error: {exc}", file=sys.stderr)
         return ExitCode.FAILURE
-    except redis.RedisError as exc:
+    except Exception as exc:
+        redis = sys.modules.get("redis")  # loaded by any command that got this far
+        if redis is None or not isinstance(exc, redis.RedisError):
+            raise
         url = mask_url(args.redis_url or env.get("ROTATE_STATS_REDIS_URL", "") or "default URL")
         print(f"rotate_stats: error: Redis at {url}: {exc}", file=sys.stderr)
         return ExitCode.FAILURE
@@ -167,6 +166,12 @@ def _emit(fmt: str, data: Mapping[str, object], text: str) -> None:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from .checks import check, prune_ledger, status
+    from .connections import open_redis, open_store
+    from .database import migrate, require_migrated
+    from .redis_side import RedisSide
+    from .rotate import RotateOptions, rotate
+
     if args.command == "demo":
         from .demo import run_demo  # the demo alone needs fakeredis
 
