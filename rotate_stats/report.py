@@ -6,11 +6,12 @@ The report computes its own exit code; JSON output is built from it.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .dates import iso
 from .family import EVENTS
-from .invariants import DayCounts, Finding
+from .invariants import DayCounts, Finding, Invariant
 
 
 class ExitCode(enum.IntEnum):
@@ -52,6 +53,28 @@ class DateState(enum.StrEnum):
     """Dry run: what would be rotated."""
 
 
+FINDINGS_SHOWN = 3
+"""Findings kept per date, invariant and event; the rest are counted in one more."""
+
+
+def aggregate(findings: Sequence[Finding]) -> tuple[Finding, ...]:
+    """The first ``FINDINGS_SHOWN`` findings of each (invariant, event) of a date, and
+    for each group with more, one finding saying how many more there are: a date
+    with 100,000 bad breakdown keys reports a handful of lines, not 100,000."""
+    groups: dict[tuple[Invariant, str | None], list[Finding]] = {}
+    for f in findings:
+        groups.setdefault((f.invariant, f.event), []).append(f)
+    out: list[Finding] = []
+    for (invariant, event), found in groups.items():
+        out += found[:FINDINGS_SHOWN]
+        if len(found) > FINDINGS_SHOWN:
+            first = found[0]
+            more = len(found) - FINDINGS_SHOWN
+            detail = f"... and {more} more {invariant.value} finding(s) for {event or 'the date'}"
+            out.append(Finding(first.unix_date, invariant, event, None, None, None, detail))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class DateOutcome:
     """One date's outcome: its state, the counts involved and what the checks found.
@@ -71,6 +94,7 @@ class DateOutcome:
     def __post_init__(self) -> None:
         if self.day.breakdowns:
             object.__setattr__(self, "day", DayCounts(dict(self.day.counts)))
+        object.__setattr__(self, "findings", aggregate(self.findings))
 
     def as_dict(self) -> dict[str, object]:
         return {

@@ -393,3 +393,20 @@ def test_per_type_conserves_the_breakdown_total(day: DayCounts) -> None:
 )
 def test_is_empty(day: DayCounts, empty: bool) -> None:
     assert day.is_empty() is empty
+
+
+def test_findings_are_aggregated_per_date_invariant_and_event() -> None:
+    from rotate_stats.report import FINDINGS_SHOWN, DateOutcome, DateState
+
+    day = DayCounts(
+        {"requested": 10, "queued": 10},
+        {"requested": {f"nosuchtype{i}": 1 for i in range(10)}, "queued": {"sync": 10}},
+    )
+    found = check_day(19_000, day)
+    grammar = [f for f in found if f.invariant is Invariant.GRAMMAR]
+    assert len(grammar) == 10
+    outcome = DateOutcome(19_000, DateState.INSERTED, day, tuple(found))
+    shown = [f for f in outcome.findings if f.invariant is Invariant.GRAMMAR]
+    assert len(shown) == FINDINGS_SHOWN + 1
+    assert shown[-1].detail == "... and 7 more 7-grammar finding(s) for requested"
+    assert outcome.day.breakdowns == {}  # the report keeps counts only
