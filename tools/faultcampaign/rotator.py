@@ -95,7 +95,7 @@ def main() -> int:
     if args.lockless:  # correctness must not depend on the lock: defeat it
         RedisSide.acquire_lock = lambda self, token, ttl: True  # type: ignore[method-assign]
         RedisSide.refresh_lock = lambda self, token, ttl: True  # type: ignore[method-assign]
-    wrap(RedisSide, "claim", "claim-before", "claim-after")
+    wrap(RedisSide, "cut", "claim-before", "claim-after")  # the RENAMEs of a batch
     wrap(RedisSide, "release", "release-before", "release-after")
     for store in (SqliteStore, RqliteStore):
         real_commit = store.commit
