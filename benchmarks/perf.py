@@ -21,7 +21,9 @@ connects directly (the proxy's own hop costs about 0.3 ms per round trip here,
 which would swamp loopback), so round trips are counted in the proxied runs
 (they do not depend on the RTT). While the child runs: SLOWLOG (every command),
 a PING every 1 ms on its own direct connection, ``INFO cpu`` of the server
-(``probes.py``); peak RSS is the child's ``ru_maxrss``. Each run checks its
+(``probes.py``); peak RSS is the child's ``ru_maxrss`` (started by a small
+launcher, ``launcher.py``, since Linux counts the forking process's own
+high-water mark in it: about 12 MB is the floor). Each run checks its
 result: every date has its row with the expected ``requested`` total and,
 except for the floor, the live keys are gone.
 
@@ -71,8 +73,9 @@ import redis
 
 from benchmarks.backlog import DayTemplate, day_template, seed
 from benchmarks.latency_proxy import Counts, LatencyProxy
+from benchmarks.launcher import ChildResult, Launcher
 from benchmarks.probes import RedisFigures, RedisProbe, calibrate, script_names
-from benchmarks.servers import REPO, ChildResult, RedisServer, RqliteNode, run_child
+from benchmarks.servers import REPO, RedisServer, RqliteNode
 from rotate_stats import family
 from rotate_stats.dates import iso, last_stable
 
@@ -224,6 +227,7 @@ class Bench:
 
     tmp: Path
     code_dir: Path
+    launcher: Launcher
     redis: RedisServer
     rqlited: str | None
     timeout: float
@@ -254,7 +258,10 @@ class Bench:
     ) -> ChildResult:
         """``python [python...] -m rotate_stats args...`` from the code under test."""
         argv = [sys.executable, *python, "-m", "rotate_stats", *args]
-        return run_child(argv, env, self.code_dir, self.next_name(what), self.timeout)
+        return self.run(argv, env, what)
+
+    def run(self, argv: Sequence[str], env: dict[str, str], what: str) -> ChildResult:
+        return self.launcher.run(argv, env, self.code_dir, self.next_name(what), self.timeout)
 
     def template(self, width: int) -> DayTemplate:
         if width not in self.templates:
@@ -358,7 +365,7 @@ class Bench:
             link.reset()
             probe = RedisProbe(self.redis.port, self.cpu_per_ping, self.names)
             try:
-                result = run_child(argv, env, self.code_dir, self.next_name(method), self.timeout)
+                result = self.run(argv, env, method)
             finally:
                 figures = probe.finish()
             counts = link.counts()
@@ -484,7 +491,7 @@ def importtime(bench: Bench, top: int = 10) -> list[dict[str, Any]]:
     """The ``top`` imports by cumulative time of ``python -X importtime -m rotate_stats --help``."""
     env = bench.job_env(bench.redis.url, "sqlite:///unused.sqlite3")
     argv = [sys.executable, "-X", "importtime", "-m", "rotate_stats", "--help"]
-    result = run_child(argv, env, bench.code_dir, bench.next_name("importtime"), bench.timeout)
+    result = bench.run(argv, env, "importtime")
     rows: list[dict[str, Any]] = []
     for line in result.stderr.splitlines():
         if not line.startswith("import time:") or "imported package" in line:
@@ -642,6 +649,8 @@ def render(data: dict[str, Any]) -> str:
     lines += [
         "",
         "### Where Redis's time goes (rotate_stats; SLOWLOG durations summed per command)",
+        "",
+        "Redis 7 also logs the commands a script runs: a script's total includes them.",
         "",
         "| backend | dates × width | RTT ms | batch | top commands: count, total ms |",
         "|---|---|---|---|---|",
@@ -881,6 +890,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         with contextlib.ExitStack() as stack:
+            # first, while this process is small: see launcher.py
+            launcher = Launcher()
+            stack.callback(launcher.close)
+            data["machine"]["launcher_rss_mb"] = launcher.own_rss_mb
             tmp = Path(
                 stack.enter_context(
                     tempfile.TemporaryDirectory(prefix="rotate-stats-perf-", dir=args.tmp_dir)
@@ -901,6 +914,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench = Bench(
                 tmp=tmp,
                 code_dir=code_dir,
+                launcher=launcher,
                 redis=server,
                 rqlited=rqlited,
                 timeout=args.timeout,

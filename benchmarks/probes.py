@@ -4,7 +4,8 @@
 
 * ``SLOWLOG`` with ``slowlog-log-slower-than 0`` (every command, reset first;
   ``slowlog-max-len`` raised so that a whole run fits): the longest command
-  and how many took over 5 ms;
+  and how many took over 5 ms (Redis 7 also logs each command a script runs,
+  so per-command sums overlap the script's own entry);
 * a PING every 1 ms on a connection of its own, straight to the server: the
   worst latency seen until a PONG (a ``BUSY`` reply - a script running past
   ``busy-reply-threshold`` - is retried and counted);
