@@ -34,7 +34,7 @@ names). Per-date and floor use the same backend.
 
 Start-up: ``python -m rotate_stats --help`` (median of 5 after a warm-up), the
 nothing-to-do runs, and ``python -X importtime -m rotate_stats --help`` (top 10
-by cumulative time).
+by cumulative time, median of 3 runs).
 
 Output: markdown tables on stdout (ratios are the headline: the machines are
 shared and noisy) and every raw figure as JSON in ``--out`` (plus the tables
@@ -487,25 +487,34 @@ def help_times(bench: Bench, count: int = 5) -> list[float]:
     return [bench.job(env, "help", "--help").wall_s for _ in range(count)]
 
 
-def importtime(bench: Bench, top: int = 10) -> list[dict[str, Any]]:
-    """The ``top`` imports by cumulative time of ``python -X importtime -m rotate_stats --help``."""
+def importtime(bench: Bench, top: int = 10, runs: int = 3) -> list[dict[str, Any]]:
+    """The ``top`` imports by cumulative time of ``python -X importtime -m rotate_stats --help``
+    (per module, the median of ``runs`` runs: one run on a busy machine is noise)."""
     env = bench.job_env(bench.redis.url, "sqlite:///unused.sqlite3")
     argv = [sys.executable, "-X", "importtime", "-m", "rotate_stats", "--help"]
-    result = bench.run(argv, env, "importtime")
-    rows: list[dict[str, Any]] = []
-    for line in result.stderr.splitlines():
-        if not line.startswith("import time:") or "imported package" in line:
-            continue
-        own, cumulative, name = line[len("import time:") :].split("|", 2)
-        depth = (len(name) - len(name.lstrip(" ")) - 1) // 2
-        rows.append(
-            {
-                "module": name.strip(),
-                "cumulative_ms": int(cumulative) / 1000,
-                "self_ms": int(own) / 1000,
-                "depth": depth,
-            }
-        )
+    seen: dict[str, dict[str, Any]] = {}
+    for _ in range(runs):
+        result = bench.run(argv, env, "importtime")
+        for line in result.stderr.splitlines():
+            if not line.startswith("import time:") or "imported package" in line:
+                continue
+            own, cumulative, name = line[len("import time:") :].split("|", 2)
+            row = seen.setdefault(
+                name.strip(),
+                {"depth": (len(name) - len(name.lstrip(" ")) - 1) // 2, "cum": [], "own": []},
+            )
+            row["cum"].append(int(cumulative) / 1000)
+            row["own"].append(int(own) / 1000)
+    rows = [
+        {
+            "module": module,
+            "cumulative_ms": statistics.median(row["cum"]),
+            "self_ms": statistics.median(row["own"]),
+            "depth": row["depth"],
+            "runs_cumulative_ms": row["cum"],
+        }
+        for module, row in seen.items()
+    ]
     rows.sort(key=lambda r: -r["cumulative_ms"])
     return rows[:top]
 
@@ -699,7 +708,8 @@ def render(data: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "`python -X importtime -m rotate_stats --help`, top 10 by cumulative time:",
+        "`python -X importtime -m rotate_stats --help`, top 10 by cumulative time "
+        "(median of 3 runs):",
         "",
         "| module | cumulative ms | self ms |",
         "|---|---|---|",
@@ -786,6 +796,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="after each timed rotate_stats run, one more under cProfile (not timed): top "
         "functions in the JSON",
     )
+    parser.add_argument("--list", action="store_true", help="print the cases and exit")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "latest.json")
     parser.add_argument("--tmp-dir", type=Path, help="where servers and databases live")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per child (1800)")
@@ -861,6 +872,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     rqlited = os.environ.get(RQLITED_VARIABLE, "").strip() or None
     cases = choose_cases(args, rqlited)
+    if args.list:
+        for c in cases:
+            print(
+                f"{c.backend:8} {c.size:>12} rtt={c.rtt_ms:g} ms "
+                f"batch={','.join(map(str, c.batch_sizes))} {','.join(c.methods)}"
+            )
+        return 0
     if any(c.backend == "rqlited" for c in cases) and rqlited is None:
         raise SystemExit(f"backend rqlited needs {RQLITED_VARIABLE} to name a binary")
     # children get this environment minus the job's variables and what a production run
