@@ -654,8 +654,8 @@ def render(data: dict[str, Any]) -> str:
             trio = [j, shapes.get("per-date"), shapes.get("floor")]
             redis_rt = " / ".join("—" if r is None else _int(r["round_trips"]) for r in trio)
             db_rt = " / ".join("—" if r is None else _int(r["db_round_trips"]) for r in trio)
-            key = (j["backend"], j["dates"], j["width"], j["batch_size"], redis_rt, db_rt)
-            shown.setdefault(key, []).append(f"{j['rtt_ms']:g}")
+            row = (j["backend"], j["dates"], j["width"], j["batch_size"], redis_rt, db_rt)
+            shown.setdefault(row, []).append(f"{j['rtt_ms']:g}")
         for (backend, dates, width, batch, redis_rt, db_rt), rtts in shown.items():
             lines.append(
                 f"| {backend} | {dates:,} × {width:,} | {batch} | {', '.join(rtts)} "
