@@ -591,7 +591,17 @@ def render(data: dict[str, Any]) -> str:
     def cpu(r: dict[str, Any] | None) -> float | None:
         return None if r is None or r["problem"] else float(r["redis"]["redis_cpu_net_s"])
 
+    code, box, cal = data.get("code", {}), data["machine"], data.get("calibration", {})
     lines = [
+        f"rotate_stats at {code.get('rev', '?')[:12]} ({code.get('source', '?')}"
+        f"{', uncommitted changes' if code.get('dirty') else ''}); "
+        f"redis-server {box.get('redis_server', '?')}; {box['cpus']} CPUs ({box['cpu_model']}); "
+        f"load average {box['loadavg'][0]:.1f} at the start, "
+        f"{box.get('loadavg_after', [float('nan')])[0]:.1f} at the end. "
+        f"PING loop on the idle server: median {cal.get('idle_median_ping_ms', 0):.2f} ms, "
+        f"worst {cal.get('idle_worst_ping_ms', 0):.1f} ms. Peak RSS floor (the launcher): "
+        f"{box.get('launcher_rss_mb', 0):.0f} MB.",
+        "",
         "### Time (seconds; rotate_stats net of its start-up)",
         "",
         "| backend | dates × width | RTT ms | batch | rotate_stats | per-date | floor "
