@@ -19,9 +19,12 @@ Each child talks to Redis - and to rqlite, for rqlite backends - through
 ``latency_proxy.py`` adding the RTT and counting round trips; at RTT 0 it
 connects directly (the proxy's own hop costs about 0.3 ms per round trip here,
 which would swamp loopback), so round trips are counted in the proxied runs
-(they do not depend on the RTT). While the child runs: SLOWLOG (every command),
+(they do not depend on the RTT; the job's scripts are preloaded into Redis, as a
+daily run finds them). While the child runs: SLOWLOG (every command),
 a PING every 1 ms on its own direct connection, ``INFO cpu`` of the server
-(``probes.py``); peak RSS is the child's ``ru_maxrss``. Each run checks its
+(``probes.py``); peak RSS is the child's ``ru_maxrss`` (started by a small
+launcher, ``launcher.py``, since Linux counts the forking process's own
+high-water mark in it: about 12 MB is the floor). Each run checks its
 result: every date has its row with the expected ``requested`` total and,
 except for the floor, the live keys are gone.
 
@@ -32,7 +35,7 @@ names). Per-date and floor use the same backend.
 
 Start-up: ``python -m rotate_stats --help`` (median of 5 after a warm-up), the
 nothing-to-do runs, and ``python -X importtime -m rotate_stats --help`` (top 10
-by cumulative time).
+by cumulative time, median of 3 runs).
 
 Output: markdown tables on stdout (ratios are the headline: the machines are
 shared and noisy) and every raw figure as JSON in ``--out`` (plus the tables
@@ -71,8 +74,15 @@ import redis
 
 from benchmarks.backlog import DayTemplate, day_template, seed
 from benchmarks.latency_proxy import Counts, LatencyProxy
-from benchmarks.probes import RedisFigures, RedisProbe, calibrate, script_names
-from benchmarks.servers import REPO, ChildResult, RedisServer, RqliteNode, run_child
+from benchmarks.launcher import ChildResult, Launcher
+from benchmarks.probes import (
+    RedisFigures,
+    RedisProbe,
+    calibrate,
+    preload_scripts,
+    script_bodies,
+)
+from benchmarks.servers import REPO, RedisServer, RqliteNode
 from rotate_stats import family
 from rotate_stats.dates import iso, last_stable
 
@@ -224,6 +234,7 @@ class Bench:
 
     tmp: Path
     code_dir: Path
+    launcher: Launcher
     redis: RedisServer
     rqlited: str | None
     timeout: float
@@ -254,7 +265,10 @@ class Bench:
     ) -> ChildResult:
         """``python [python...] -m rotate_stats args...`` from the code under test."""
         argv = [sys.executable, *python, "-m", "rotate_stats", *args]
-        return run_child(argv, env, self.code_dir, self.next_name(what), self.timeout)
+        return self.run(argv, env, what)
+
+    def run(self, argv: Sequence[str], env: dict[str, str], what: str) -> ChildResult:
+        return self.launcher.run(argv, env, self.code_dir, self.next_name(what), self.timeout)
 
     def template(self, width: int) -> DayTemplate:
         if width not in self.templates:
@@ -358,7 +372,7 @@ class Bench:
             link.reset()
             probe = RedisProbe(self.redis.port, self.cpu_per_ping, self.names)
             try:
-                result = run_child(argv, env, self.code_dir, self.next_name(method), self.timeout)
+                result = self.run(argv, env, method)
             finally:
                 figures = probe.finish()
             counts = link.counts()
@@ -480,25 +494,34 @@ def help_times(bench: Bench, count: int = 5) -> list[float]:
     return [bench.job(env, "help", "--help").wall_s for _ in range(count)]
 
 
-def importtime(bench: Bench, top: int = 10) -> list[dict[str, Any]]:
-    """The ``top`` imports by cumulative time of ``python -X importtime -m rotate_stats --help``."""
+def importtime(bench: Bench, top: int = 10, runs: int = 3) -> list[dict[str, Any]]:
+    """The ``top`` imports by cumulative time of ``python -X importtime -m rotate_stats --help``
+    (per module, the median of ``runs`` runs: one run on a busy machine is noise)."""
     env = bench.job_env(bench.redis.url, "sqlite:///unused.sqlite3")
     argv = [sys.executable, "-X", "importtime", "-m", "rotate_stats", "--help"]
-    result = run_child(argv, env, bench.code_dir, bench.next_name("importtime"), bench.timeout)
-    rows: list[dict[str, Any]] = []
-    for line in result.stderr.splitlines():
-        if not line.startswith("import time:") or "imported package" in line:
-            continue
-        own, cumulative, name = line[len("import time:") :].split("|", 2)
-        depth = (len(name) - len(name.lstrip(" ")) - 1) // 2
-        rows.append(
-            {
-                "module": name.strip(),
-                "cumulative_ms": int(cumulative) / 1000,
-                "self_ms": int(own) / 1000,
-                "depth": depth,
-            }
-        )
+    seen: dict[str, dict[str, Any]] = {}
+    for _ in range(runs):
+        result = bench.run(argv, env, "importtime")
+        for line in result.stderr.splitlines():
+            if not line.startswith("import time:") or "imported package" in line:
+                continue
+            own, cumulative, name = line[len("import time:") :].split("|", 2)
+            row = seen.setdefault(
+                name.strip(),
+                {"depth": (len(name) - len(name.lstrip(" ")) - 1) // 2, "cum": [], "own": []},
+            )
+            row["cum"].append(int(cumulative) / 1000)
+            row["own"].append(int(own) / 1000)
+    rows = [
+        {
+            "module": module,
+            "cumulative_ms": statistics.median(row["cum"]),
+            "self_ms": statistics.median(row["own"]),
+            "depth": row["depth"],
+            "runs_cumulative_ms": row["cum"],
+        }
+        for module, row in seen.items()
+    ]
     rows.sort(key=lambda r: -r["cumulative_ms"])
     return rows[:top]
 
@@ -568,7 +591,17 @@ def render(data: dict[str, Any]) -> str:
     def cpu(r: dict[str, Any] | None) -> float | None:
         return None if r is None or r["problem"] else float(r["redis"]["redis_cpu_net_s"])
 
+    code, box, cal = data.get("code", {}), data["machine"], data.get("calibration", {})
     lines = [
+        f"rotate_stats at {code.get('rev', '?')[:12]} ({code.get('source', '?')}"
+        f"{', uncommitted changes' if code.get('dirty') else ''}); "
+        f"redis-server {box.get('redis_server', '?')}; {box['cpus']} CPUs ({box['cpu_model']}); "
+        f"load average {box['loadavg'][0]:.1f} at the start, "
+        f"{box.get('loadavg_after', [float('nan')])[0]:.1f} at the end. "
+        f"PING loop on the idle server: median {cal.get('idle_median_ping_ms', 0):.2f} ms, "
+        f"worst {cal.get('idle_worst_ping_ms', 0):.1f} ms. Peak RSS floor (the launcher): "
+        f"{box.get('launcher_rss_mb', 0):.0f} MB.",
+        "",
         "### Time (seconds; rotate_stats net of its start-up)",
         "",
         "| backend | dates × width | RTT ms | batch | rotate_stats | per-date | floor "
@@ -621,27 +654,28 @@ def render(data: dict[str, Any]) -> str:
         lines.append("No proxied run (only RTT 0, which connects directly).")
     else:
         lines += [
-            "| backend | dates × width | batch | RTT ms | Redis: rotate_stats (job) "
+            "| backend | dates × width | batch | RTTs ms | Redis: rotate_stats (job) "
             "/ per-date / floor | rqlite requests: rotate_stats / per-date / floor |",
             "|---|---|---|---|---|---|",
         ]
-        seen = set()
+        shown: dict[tuple[Any, ...], list[str]] = {}  # one row per distinct count
         for j in proxied:
-            key = (j["backend"], j["dates"], j["width"], j["batch_size"])
-            if key in seen:
-                continue
-            seen.add(key)
             shapes = by_case[(j["backend"], j["dates"], j["width"], j["rtt_ms"])]
             trio = [j, shapes.get("per-date"), shapes.get("floor")]
             redis_rt = " / ".join("—" if r is None else _int(r["round_trips"]) for r in trio)
             db_rt = " / ".join("—" if r is None else _int(r["db_round_trips"]) for r in trio)
+            row = (j["backend"], j["dates"], j["width"], j["batch_size"], redis_rt, db_rt)
+            shown.setdefault(row, []).append(f"{j['rtt_ms']:g}")
+        for (backend, dates, width, batch, redis_rt, db_rt), rtts in shown.items():
             lines.append(
-                f"| {j['backend']} | {j['dates']:,} × {j['width']:,} | {j['batch_size']} "
-                f"| {j['rtt_ms']:g} | {redis_rt} | {db_rt} |"
+                f"| {backend} | {dates:,} × {width:,} | {batch} | {', '.join(rtts)} "
+                f"| {redis_rt} | {db_rt} |"
             )
     lines += [
         "",
         "### Where Redis's time goes (rotate_stats; SLOWLOG durations summed per command)",
+        "",
+        "Redis 7 also logs the commands a script runs: a script's total includes them.",
         "",
         "| backend | dates × width | RTT ms | batch | top commands: count, total ms |",
         "|---|---|---|---|---|",
@@ -690,7 +724,8 @@ def render(data: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "`python -X importtime -m rotate_stats --help`, top 10 by cumulative time:",
+        "`python -X importtime -m rotate_stats --help`, top 10 by cumulative time "
+        "(median of 3 runs):",
         "",
         "| module | cumulative ms | self ms |",
         "|---|---|---|",
@@ -777,6 +812,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="after each timed rotate_stats run, one more under cProfile (not timed): top "
         "functions in the JSON",
     )
+    parser.add_argument("--list", action="store_true", help="print the cases and exit")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "latest.json")
     parser.add_argument("--tmp-dir", type=Path, help="where servers and databases live")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per child (1800)")
@@ -852,6 +888,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     rqlited = os.environ.get(RQLITED_VARIABLE, "").strip() or None
     cases = choose_cases(args, rqlited)
+    if args.list:
+        for c in cases:
+            print(
+                f"{c.backend:8} {c.size:>12} rtt={c.rtt_ms:g} ms "
+                f"batch={','.join(map(str, c.batch_sizes))} {','.join(c.methods)}"
+            )
+        return 0
     if any(c.backend == "rqlited" for c in cases) and rqlited is None:
         raise SystemExit(f"backend rqlited needs {RQLITED_VARIABLE} to name a binary")
     # children get this environment minus the job's variables and what a production run
@@ -877,10 +920,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             else "RTT 0: through the proxy, without added delay",
             "per-date and floor run on the same backend as rotate_stats",
             "the floor deletes nothing; rotate_stats and per-date delete the keys",
+            "the job's Lua scripts are preloaded (SCRIPT LOAD): the steady state of a daily run",
         ],
     }
     try:
         with contextlib.ExitStack() as stack:
+            # first, while this process is small: see launcher.py
+            launcher = Launcher()
+            stack.callback(launcher.close)
+            data["machine"]["launcher_rss_mb"] = launcher.own_rss_mb
             tmp = Path(
                 stack.enter_context(
                     tempfile.TemporaryDirectory(prefix="rotate-stats-perf-", dir=args.tmp_dir)
@@ -898,14 +946,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             data["calibration"] = calibration
             rtts = [c.rtt_ms for c in cases]
             data["effective_rtt_ms"] = effective_rtts(server.port, rtts, args.proxy_at_zero)
+            scripts = script_bodies(code_dir)
+            preload_scripts(server.client, scripts)
             bench = Bench(
                 tmp=tmp,
                 code_dir=code_dir,
+                launcher=launcher,
                 redis=server,
                 rqlited=rqlited,
                 timeout=args.timeout,
                 cpu_per_ping=calibration["cpu_s_per_ping"],
-                names=script_names(code_dir),
+                names={sha: name for sha, (name, _) in scripts.items()},
                 base_env=base_env,
             )
             helps = help_times(bench)

@@ -1,4 +1,4 @@
-"""Processes the benchmark starts: redis-server, rqlite nodes, and measured children.
+"""Servers the benchmark starts: redis-server and rqlite nodes (emulator or real).
 
 Every server runs in a session of its own (Ctrl-C reaches only the benchmark,
 which then stops them in order) and is stopped by its PID.
@@ -7,16 +7,12 @@ which then stops them in order) and is stopped by its PID.
 from __future__ import annotations
 
 import http.client
-import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -123,58 +119,3 @@ def _readyz(port: int) -> int | None:
         return None
     finally:
         conn.close()
-
-
-@dataclass(frozen=True)
-class ChildResult:
-    """A finished child: exit code, wall seconds, peak RSS (its own, from wait4), output."""
-
-    returncode: int
-    wall_s: float
-    peak_rss_mb: float
-    stdout: str
-    stderr: str
-
-
-def run_child(
-    argv: Sequence[str],
-    env: Mapping[str, str],
-    cwd: Path,
-    output: Path,
-    timeout: float,
-) -> ChildResult:
-    """Run ``argv`` to completion; its output goes to files under ``output`` (a prefix).
-
-    Peak RSS is the child's own ``ru_maxrss`` as ``wait4`` reports it. On timeout or
-    Ctrl-C the child is killed and reaped before the exception propagates.
-    """
-    out_path, err_path = output.with_suffix(".out"), output.with_suffix(".err")
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            list(argv), env=dict(env), cwd=cwd, stdout=out, stderr=err, start_new_session=True
-        )
-    killer = threading.Timer(timeout, lambda: os.kill(proc.pid, signal.SIGKILL))
-    killer.start()
-    reaped = False
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        reaped = True
-    finally:
-        killer.cancel()
-        if not reaped:
-            try:
-                os.kill(proc.pid, signal.SIGKILL)
-                os.waitpid(proc.pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
-        proc.returncode = -1  # reaped here: keep Popen from waiting again
-    code = os.waitstatus_to_exitcode(status)
-    return ChildResult(
-        returncode=code,
-        wall_s=wall,
-        peak_rss_mb=usage.ru_maxrss / 1024,
-        stdout=out_path.read_text(errors="replace"),
-        stderr=err_path.read_text(errors="replace"),
-    )

@@ -206,6 +206,9 @@ def _with_round_two(scenario: Scenario, rng: random.Random) -> Scenario:
         planted = tuple(sorted(rng.sample(scenario.dates, min(2, len(scenario.dates)))))
         faults.append("planted-violations")
     lifecycles = rng.random() < (0.6 if any(r.strict for r in rotators) else 0.2)
+    ops = scenario.ops_per_writer
+    if lifecycles and scenario.write_seconds == 0.0:  # flat out: a job is 2-4 writes
+        ops = max(1, ops // 4)
     rotator_drop = rng.choice((0.02, 0.05, 0.1)) if rng.random() < 0.3 else 0.0
     recorder_drop = rng.choice((0.05, 0.2)) if rng.random() < 0.3 else 0.0
     faults += ["rotator-replies-lost"] * (rotator_drop > 0)
@@ -215,6 +218,7 @@ def _with_round_two(scenario: Scenario, rng: random.Random) -> Scenario:
         rotators=tuple(rotators),
         planted=planted,
         lifecycles=lifecycles,
+        ops_per_writer=ops,
         rotator_drop=rotator_drop,
         recorder_drop=recorder_drop,
         faults=tuple(faults),
