@@ -225,19 +225,9 @@ class LatencyProxy:
         return [Counts(**item) for item in reply]
 
     def close(self) -> None:
-        if self._proc.poll() is None:
-            if self._proc.stdin is not None:
-                try:
-                    self._proc.stdin.close()
-                except OSError:
-                    pass
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
+        from .launcher import end_child
+
+        end_child(self._proc, 5)
 
     def __enter__(self) -> LatencyProxy:
         return self

@@ -134,20 +134,25 @@ class Launcher:
         )
 
     def close(self) -> None:
-        if self._proc.poll() is None:
-            if self._proc.stdin is not None:
-                try:
-                    self._proc.stdin.close()
-                except OSError:
-                    pass
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
+        end_child(self._proc, 10)
 
 
 if __name__ == "__main__":
     serve()
+
+
+def end_child(proc: subprocess.Popen[str], timeout: float) -> None:
+    """Close a helper process's stdin (its signal to stop), wait, kill if it lingers."""
+    if proc.poll() is None:
+        if proc.stdin is not None:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
