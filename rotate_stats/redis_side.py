@@ -422,14 +422,19 @@ class RedisSide:
         the batch's other dates go on.
         """
         cuts, errors = self.cut(dates, run_id)
+        claims = self.take(cuts, errors)
+        first = min(errors) if errors else None
+        return claims, errors[first] if first is not None else None
+
+    def take(self, cuts: Sequence[Cut], errors: dict[int, DataError]) -> list[Claim]:
+        """Read the cuts; the unparsable ones are given back and their errors added."""
         claims: list[Claim] = []
         for cut, day in zip(cuts, self.read(cuts), strict=True):
             if isinstance(day, DataError):
                 errors[cut.unix_date] = self.give_back_unparsable(cut, day)
             else:
                 claims.append(Claim(cut.unix_date, cut.state, cut.claim_id, day))
-        first = min(errors) if errors else None
-        return claims, errors[first] if first is not None else None
+        return claims
 
     def give_back_unparsable(self, cut: Cut, exc: DataError) -> DataError:
         """Give back a claim no run can parse (so none can have committed it), whole;

@@ -333,12 +333,7 @@ def _rotate_batch(
     while rest and go_on:
         group = _take_group(rest, options.max_fields)
         rest = rest[len(group) :]
-        claims: list[Claim] = []
-        for cut, day in zip(group, side.read(group), strict=True):
-            if isinstance(day, DataError):
-                errors[cut.unix_date] = side.give_back_unparsable(cut, day)
-            else:
-                claims.append(Claim(cut.unix_date, cut.state, cut.claim_id, day))
+        claims = side.take(group, errors)
         go_on, group_picked_up = _rotate_group(
             side, store, claims, options, report, fence, retry, state, errors
         )
