@@ -139,8 +139,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             strict=getattr(args, "strict", None),
             batch_size=getattr(args, "batch_size", None),
         )
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        logging.basicConfig(  # force: a new handler on this call's stderr
+            level=settings.log_level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            force=True,
         )
         return _run(args, settings)
     except ConfigError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import socket
 from collections import Counter
 from collections.abc import Callable
@@ -24,10 +26,34 @@ return 0
 """
 
 
+# Under pytest-xdist each worker takes ports from a range of its own, below the
+# kernel's ephemeral range (32768+): a port probed free by one worker and bound
+# a moment later by the server it starts cannot be handed to another worker,
+# nor to a client socket, meanwhile. scripts/test runs its pytest passes side by
+# side, each with its own ROTATE_STATS_TEST_PORT_SLOT (0-2).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_SLOT = os.environ.get("ROTATE_STATS_TEST_PORT_SLOT", "")
+_PORT_SPAN = 600
+_next_port = itertools.count(os.getpid() % _PORT_SPAN)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback TCP port nothing listens on (per xdist worker, from its own range)."""
+    if not _WORKER.startswith("gw") and not _SLOT:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    index = int(_SLOT or 0) % 3 * 8 + int(_WORKER[2:] or 0) % 8
+    base = 12000 + index * _PORT_SPAN
+    for _ in range(_PORT_SPAN):
+        port = base + next(_next_port) % _PORT_SPAN
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {base}-{base + _PORT_SPAN - 1}")
 
 
 def foreign_write(

@@ -30,13 +30,13 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize(
     ("backend", "runs"),
     [
-        ("sqlite", 10),
-        ("rqlite", 8),
+        ("sqlite", 6),
+        ("rqlite", 6),
         pytest.param("rqlite-real", 3, marks=[pytest.mark.rqlited, pytest.mark.timeout(600)]),
     ],
 )
 def test_bounded_campaign_loses_and_doubles_nothing(
-    backend: str, runs: int, request: pytest.FixtureRequest
+    backend: str, runs: int, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     require_binary("redis-server")
     env = dict(os.environ)
@@ -44,7 +44,7 @@ def test_bounded_campaign_loses_and_doubles_nothing(
         env["ROTATE_STATS_TEST_RQLITED"] = request.getfixturevalue("rqlited_binary")
     seed = int(time.time() * 1000) % 10**9
     args = [sys.executable, str(ROOT / "tools" / "campaign"), "--seed", str(seed)]
-    args += ["--runs", str(runs), "--backend", backend]
+    args += ["--runs", str(runs), "--backend", backend, "--workdir", str(tmp_path)]
     proc = subprocess.Popen(
         args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -71,13 +71,15 @@ def _first_seed(want: Callable[[Scenario], bool]) -> int:
 
 
 @pytest.mark.parametrize("kind", ["failover", "rdb-restart"])
-def test_the_oracle_sees_the_doubling_of_a_rollback_without_a_fence(kind: str) -> None:
+def test_the_oracle_sees_the_doubling_of_a_rollback_without_a_fence(
+    kind: str, tmp_path: Path
+) -> None:
     """Redis forgets the claims the rotators committed (fence off): the oracle must
     see every one of those counts doubled, or its 0/0 elsewhere proves nothing."""
     require_binary("redis-server")
     seed = _first_seed(lambda s: s.rollback == kind and not s.fence_on)
     args = [sys.executable, str(ROOT / "tools" / "campaign"), "--seed", str(seed)]
-    args += ["--runs", "1", "--backend", "sqlite"]
+    args += ["--runs", "1", "--backend", "sqlite", "--workdir", str(tmp_path)]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     report = f"seed {seed}:\n{proc.stdout}\n{proc.stderr}"
     assert proc.returncode == 0, report

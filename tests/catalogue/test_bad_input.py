@@ -24,16 +24,17 @@ import redis
 
 from rotate_stats import family
 from rotate_stats.database import migrate
-from rotate_stats.dates import iso, last_stable, parse_iso, today
+from rotate_stats.dates import iso, last_stable, today
 from rotate_stats.rqlite_store import RqliteStore
 from tests.cli.test_cli import Database, Run
 from tests.conftest import BACKENDS, backend_marks
 from tests.helpers import foreign_job, free_port, redis_dump
 from tests.rqlite_emulator import start_emulator
 
-D = parse_iso("2024-06-10")
-"""The date that carries the bad input: stable, and ``earliest`` (first date of the walk)."""
-KEPT = "2024-06-09"
+D = last_stable(time.time()) - 10
+"""The date that carries the bad input: stable, and ``earliest`` (first date of the walk).
+Near today, so a walk that goes on past it stays short."""
+KEPT = iso(D - 1)
 """A date whose row is stored before every run on a migrated database, to prove it is kept."""
 SECRET = "Pa55-n0t-for-logs"
 """A password planted in URLs; it must never be printed."""

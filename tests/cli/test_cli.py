@@ -16,7 +16,7 @@ import redis
 
 from rotate_stats import family
 from rotate_stats.database import Store
-from rotate_stats.dates import iso, last_stable, parse_iso, today
+from rotate_stats.dates import day_start, iso, last_stable, parse_iso, today
 from rotate_stats.rqlite_store import RqliteStore
 from tests.helpers import foreign_job, redis_dump
 from tests.rqlite_emulator import start_emulator
@@ -79,8 +79,17 @@ def run(redis_server: object, redis_client: redis.Redis, tmp_path: Path) -> Run:
     return _run
 
 
+def _recent_dst_days(now: float) -> list[int]:
+    """Dates of the 400 days before the last stable one that last 23 or 25 hours in LA."""
+    end = last_stable(now)
+    return [d for d in range(end - 400, end) if day_start(d + 1) - day_start(d) != 86400]
+
+
 def test_migrate_rotate_and_repeat(run: Run, redis_client: redis.Redis, database: Database) -> None:
-    dates = [parse_iso(d) for d in ("2024-02-27", "2024-03-10", "2024-11-03")]
+    """A walk over a year with both DST changes, repeated, repaired, checked."""
+    dst = _recent_dst_days(time.time())[-2:]  # the last spring-forward and fall-back
+    assert len(dst) == 2 and dst[1] - dst[0] < 250, dst
+    dates = [dst[0] - 12, *dst]
     for i, d in enumerate(dates):
         for _ in range(i + 2):
             foreign_job(redis_client, d, "greeting", "completed")
@@ -98,16 +107,17 @@ def test_migrate_rotate_and_repeat(run: Run, redis_client: redis.Redis, database
     now = time.time()
     assert [r[1] for r in stored] == [iso(d) for d in range(dates[0], last_stable(now) + 1)]
     by_date = {r[1]: r for r in stored}
-    assert by_date["2024-03-10"][3:5] == (4, '{"greeting":3,"sync":1}')
-    assert by_date["2024-03-10"][5:7] == (1, '{"sync:locked":1}')
-    assert by_date["2024-03-11"][3:5] == (0, "{}")
+    for i, d in enumerate(dates):
+        assert by_date[iso(d)][3:5] == (i + 3, f'{{"greeting":{i + 2},"sync":1}}')
+        assert by_date[iso(d)][5:7] == (1, '{"sync:locked":1}')
+    assert by_date[iso(dates[1] + 1)][3:5] == (0, "{}")
     assert int(redis_client.get(family.EARLIEST_KEY)) == today(now) - 1
     keys = sorted(redis_client.scan_iter())
     assert keys == sorted([family.EARLIEST_KEY.encode(), family.CLAIM_SEQUENCE_KEY.encode()])
 
     assert run(database=database).returncode == 0
     assert database.rows() == stored
-    repaired = run("--date", "2024-03-10", database=database)
+    repaired = run("--date", iso(dates[1]), database=database)
     assert repaired.returncode == 0 and "1 unchanged" in repaired.stdout
     assert database.rows() == stored
     assert run("check", database=database).returncode == 0

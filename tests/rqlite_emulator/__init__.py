@@ -168,6 +168,10 @@ class EmulatorProcess:
 
 
 def _free_port(host: str) -> int:
+    if host == "127.0.0.1":
+        from tests.helpers import free_port  # per-xdist-worker port ranges
+
+        return free_port()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import signal
 import tempfile
 import time
@@ -104,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"failed scenarios: {failed} ({time.monotonic() - started:.0f}s)")
     print(f"scenarios={args.runs} increments={increments} lost={lost} doubled={doubled}")
-    return 1 if lost or doubled or failed else 0
+    bad = bool(lost or doubled or failed)
+    if args.workdir is None and not args.keep and not bad:
+        shutil.rmtree(workdir, ignore_errors=True)  # a temp dir of our own, nothing to look at
+    return 1 if bad else 0
 
 
 def _tally(counts: Counter[str]) -> str:
