@@ -12,6 +12,7 @@ namespace ever mistakes them for live data.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -148,6 +149,7 @@ def breakdown_type(event: str, breakdown: str) -> str:
     return breakdown
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the same keys come back date after date
 def grammar_problem(event: str, breakdown: str) -> str | None:
     """Why a breakdown key does not follow the grammar of DESIGN §3, or None if it does."""
     if event in REASONED_EVENTS:

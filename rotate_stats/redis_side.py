@@ -9,7 +9,7 @@ Redis is single-threaded: a long command stalls every client. So no command
 this module sends does work proportional to a hash's width beyond a fixed
 bound. Claims are RENAMEs (O(1) per key), release UNLINKs (the memory is freed
 off the main thread), claim hashes are read with HGETALL only up to
-``READ_CHUNK`` fields and with HSCAN chunks beyond, values are validated here
+``READ_CHUNK`` fields and with HSCAN chunks (``SCAN_CHUNK``) beyond, values are validated here
 in Python, and a give-back moves at most ``GIVE_BACK_BUDGET`` fields per step.
 Claim and release scripts take at most ``DATES_PER_CALL`` dates each; a batch
 pipelines several calls in one round trip.
@@ -38,7 +38,11 @@ from .invariants import DayCounts
 DATES_PER_CALL = 16
 """Dates per claim or release script call: about 30 O(1) commands each."""
 READ_CHUNK = 1000
-"""Fields per HSCAN call; hashes up to this many fields are read with one HGETALL."""
+"""Hashes up to this many fields are read with one HGETALL (about 1 ms in Redis)."""
+SCAN_CHUNK = 500
+"""Fields per HSCAN call on wider hashes."""
+SCAN_PIPELINE = 4
+"""HSCAN calls (of different keys) per round trip."""
 GIVE_BACK_BUDGET = 500
 """Field operations per give-back step (give_back.lua)."""
 
@@ -86,6 +90,9 @@ def scripts_for(client: redis.Redis) -> Scripts:
     return found
 
 
+_MIN_I64, _MAX_I64 = -(2**63), 2**63 - 1
+
+
 def parse_count(key: str, field: str, raw: bytes | str) -> int:
     """A hash value as a signed 64-bit integer; DataError naming key and field otherwise."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
@@ -109,14 +116,28 @@ def _decode_field(key: str, raw: bytes | str) -> str:
 
 
 def parse_hash(key: str, flat: Sequence[Any] | Mapping[Any, Any]) -> dict[str, int]:
-    """An HGETALL reply (flat list or dict) as field -> int, validated."""
+    """An HGETALL reply (flat list or dict) as field -> int, validated.
+
+    Fast path (millions of values on a wide backlog): ``int()`` and a check that
+    the value is written exactly as Redis writes that integer; anything else goes
+    through ``parse_count`` for its error.
+    """
     pairs = flat.items() if isinstance(flat, Mapping) else zip(flat[::2], flat[1::2], strict=True)
     out: dict[str, int] = {}
     for raw_field, raw_value in pairs:
         name = _decode_field(key, raw_field)
         if "\x00" in name:  # SQLite's JSON functions would cut the key there
             raise DataError(key, name, raw_value, "a field name without NUL characters")
-        out[name] = parse_count(key, name, raw_value)
+        try:
+            value = int(raw_value)
+        except (TypeError, ValueError):
+            value = None
+        canonical = (
+            value is not None
+            and _MIN_I64 <= value <= _MAX_I64
+            and (b"%d" % value if isinstance(raw_value, bytes) else str(value)) == raw_value
+        )
+        out[name] = value if canonical else parse_count(key, name, raw_value)  # type: ignore[assignment]
     return out
 
 
@@ -406,12 +427,27 @@ class RedisSide:
                     small.append((i, j))
         for (i, j), reply in zip(small, pipe.execute() if small else [], strict=True):
             out[i][j] = reply
-        for i, (group, sizes) in enumerate(zip(keys, lengths, strict=True)):
-            for j, (key, size) in enumerate(zip(group, sizes, strict=True)):
-                if size > READ_CHUNK:
-                    # a claim hash no longer changes: HSCAN returns each field at
-                    # least once (a duplicate carries the same value)
-                    out[i][j] = dict(self.client.hscan_iter(key, count=READ_CHUNK))
+        # Wide hashes: HSCAN chunks of SCAN_CHUNK fields, SCAN_PIPELINE keys' next
+        # chunks per round trip (Redis runs one client's pipeline back to back, so
+        # this bounds how long other clients wait). A claim hash no longer changes:
+        # HSCAN returns each field at least once (a duplicate has the same value).
+        wide = [
+            (i, j, key)
+            for i, (group, sizes) in enumerate(zip(keys, lengths, strict=True))
+            for j, (key, size) in enumerate(zip(group, sizes, strict=True))
+            if size > READ_CHUNK
+        ]
+        cursors = dict.fromkeys(((i, j) for i, j, _ in wide), 0)
+        while wide:
+            step = wide[:SCAN_PIPELINE]
+            pipe = self.client.pipeline(transaction=False)
+            for i, j, key in step:
+                pipe.hscan(key, cursors[i, j], count=SCAN_CHUNK)
+            for (i, j, key), (cursor, fields) in zip(step, pipe.execute(), strict=True):
+                out[i][j].update(fields)
+                cursors[i, j] = int(cursor)
+                if not cursor:
+                    wide.remove((i, j, key))
         return out
 
     def claim(self, dates: Sequence[int], run_id: str) -> tuple[list[Claim], DataError | None]:

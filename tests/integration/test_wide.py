@@ -13,8 +13,15 @@ import redis
 
 from rotate_stats import family
 from rotate_stats.database import Store
+from rotate_stats.dates import iso
 from rotate_stats.invariants import DayCounts
-from rotate_stats.redis_side import GIVE_BACK_BUDGET, READ_CHUNK, Claim, RedisSide
+from rotate_stats.redis_side import (
+    GIVE_BACK_BUDGET,
+    READ_CHUNK,
+    SCAN_PIPELINE,
+    Claim,
+    RedisSide,
+)
 from rotate_stats.rotate import RotateOptions, rotate
 from tests.helpers import tally_redis
 from tests.integration.test_faults import NOW, D
@@ -65,6 +72,24 @@ def test_a_wide_day_is_read_in_chunks_and_committed_exactly(
     (row,) = store.rows(None, None)
     assert row.day.count("failed") == WIDTH
     assert row.day.breakdown("failed") == {f"sync:reason-{i}": 1 for i in range(WIDTH)}
+    assert tally_redis(redis_client) == {}
+
+
+def test_many_wide_hashes_are_scanned_side_by_side_and_each_read_whole(
+    redis_client: redis.Redis, store: Store
+) -> None:
+    """More wide hashes than SCAN_PIPELINE, of different widths: each is read to its end."""
+    widths = [READ_CHUNK + 1 + 700 * k for k in range(SCAN_PIPELINE + 2)]
+    for k, width in enumerate(widths):
+        plant_wide_day(redis_client, D + k, width)
+    redis_client.set(family.EARLIEST_KEY, D)
+    last = D + len(widths) - 1
+    report = rotate(redis_client, store, RotateOptions(first=D, last=last), now=NOW)
+    assert report.error is None
+    rows = {row.retrieved_for: row for row in store.rows(None, None)}
+    for k, width in enumerate(widths):
+        row = rows[iso(D + k)]
+        assert row.day.breakdown("failed") == {f"sync:reason-{i}": 1 for i in range(width)}
     assert tally_redis(redis_client) == {}
 
 

@@ -230,3 +230,26 @@ def test_day_from_hashes_bad_breakdown_value_names_its_key(index: int) -> None:
     with pytest.raises(DataError) as info:
         day_from_hashes(keys, hashes)
     assert (info.value.key, info.value.field, info.value.value) == (keys[index], "greeting", "one")
+
+
+_VALUES = st.one_of(
+    st.integers(min_value=INT64_MIN - 2, max_value=INT64_MAX + 2).map(str),
+    st.sampled_from(["007", "-0", "+1", " 1", "1 ", "1_000", "1.0", "", "٣", "0x1", "1e3"]),
+    st.text(alphabet="-+0123456789 _", max_size=22),
+)
+
+
+@SETTINGS
+@given(_VALUES, st.booleans())
+def test_parse_hash_accepts_exactly_what_parse_count_accepts(text: str, as_bytes: bool) -> None:
+    """parse_hash's fast path (int() and a canonical-form check) agrees with parse_count."""
+    raw: str | bytes = text.encode() if as_bytes else text
+    try:
+        expected: int | str = parse_count(KEY, "sync", raw)
+    except DataError as exc:
+        expected = str(exc)
+    try:
+        got: int | str = parse_hash(KEY, [b"sync", raw])["sync"]
+    except DataError as exc:
+        got = str(exc)
+    assert got == expected
