@@ -35,11 +35,18 @@ class Pair:
             binary, directory / "replica", "--replicaof", "127.0.0.1", str(self.proxy.port)
         )
         self.client = redis.Redis(port=self.primary.port)
+        # Connected is not enough: WAIT counts a replica only once its first sync is
+        # over (slave0 state=online) and it has acknowledged an offset.
+        replica = redis.Redis(port=self.replica.port)
         deadline = time.monotonic() + 20
-        while self.client.info("replication").get("connected_slaves", 0) < 1:
+        while not (
+            self.client.info("replication").get("slave0", {}).get("state") == "online"
+            and replica.info("replication").get("master_link_status") == "up"
+        ):
             if time.monotonic() > deadline:
-                raise RuntimeError("the replica did not connect")
+                raise RuntimeError("the replica did not finish its first sync")
             time.sleep(0.05)
+        replica.close()
 
     def failover(self) -> redis.Redis:
         """The primary dies; the replica is promoted and becomes the Redis of record."""
