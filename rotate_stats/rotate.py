@@ -60,8 +60,12 @@ class RotateOptions:
     """Durability fence before each commit: auto, none, aof or replicas:N (redis_side.Fence)."""
     fence_timeout_ms: int = 10_000
     max_fields: int = 50_000
-    """Breakdown fields per database commit (a day wider than this is committed alone):
-    bounds the job's memory and the size of one rqlite request (about 60 bytes a field)."""
+    """Breakdown fields read and committed per group (a day wider than this is a group
+    alone): bounds the job's memory whatever the width of a day."""
+    max_commit_bytes: int = 8 << 20
+    """About this many bytes of breakdown text per database transaction (a date larger
+    than this is committed alone): bounds one rqlite request however long the free-form
+    ``failed`` reasons are, which a field count alone does not."""
 
 
 def plan(side: RedisSide, options: RotateOptions, now: float) -> tuple[list[int], int | None]:
@@ -354,6 +358,32 @@ def _take_group(cuts: Sequence[Cut], max_fields: int) -> list[Cut]:
     return list(cuts)
 
 
+def commit_bytes(item: DateCommit) -> int:
+    """About the bytes one date adds to a commit request, an upper bound in practice:
+    the breakdown JSON travels as a string inside the request's JSON, so a key costs
+    its characters (6 bytes each when not ASCII: ``\\uXXXX``), escaped quotes, the
+    value's 20 digits at most and separators."""
+    return 512 + sum(
+        (len(key) if key.isascii() else 6 * len(key)) + 32
+        for event in family.EVENTS
+        for key in item.day.breakdown(event)
+    )
+
+
+def _slices_by_bytes(items: Sequence[DateCommit], max_bytes: int) -> list[list[DateCommit]]:
+    """Consecutive slices of at most ``max_bytes`` (by ``commit_bytes``; one date at least)."""
+    slices: list[list[DateCommit]] = []
+    size = 0
+    for item in items:
+        cost = commit_bytes(item)
+        if not slices or size + cost > max_bytes:
+            slices.append([])
+            size = 0
+        slices[-1].append(item)
+        size += cost
+    return slices
+
+
 @dataclass
 class _BatchState:
     """Where the next release span of the batch starts (release covers every date
@@ -406,7 +436,13 @@ def _rotate_group(
         if any(c.claim_id for c in committed):  # Redis must not forget a claim we commit
             side.fence(fence, report.run_id, options.fence_timeout_ms)
         items = [DateCommit(c.unix_date, c.claim_id, c.day) for c in committed]
-        results = store.commit(items, retrieved_at)
+        # One transaction per slice: each date's merge and ledger entry stay together,
+        # and a crash between slices leaves claims the ledger recognises next run.
+        results = [
+            result
+            for part in _slices_by_bytes(items, options.max_commit_bytes)
+            for result in store.commit(part, retrieved_at)
+        ]
         end = state.batch.index(committed[-1].unix_date) + 1
         span = state.batch[state.span_start : end]
         state.span_start = end

@@ -9,6 +9,7 @@ step moved) and that nothing is lost or doubled on the way; the timings are in
 
 from __future__ import annotations
 
+import pytest
 import redis
 
 from rotate_stats import family
@@ -22,7 +23,7 @@ from rotate_stats.redis_side import (
     Claim,
     RedisSide,
 )
-from rotate_stats.rotate import RotateOptions, rotate
+from rotate_stats.rotate import RotateOptions, commit_bytes, rotate
 from tests.helpers import tally_redis
 from tests.integration.test_faults import NOW, D
 
@@ -143,3 +144,39 @@ def test_a_step_refuses_a_field_it_cannot_add_and_changes_nothing(
     assert "sync:reason-3" in outcome and "'abc'" in outcome
     assert redis_client.hgetall(family.extra_key(D, "failed")) == before
     assert redis_client.get(family.claim_id_key(D)).decode() == cut.claim_id
+
+
+def test_commits_are_sliced_by_bytes_and_every_count_lands_once(
+    redis_client: redis.Redis, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Long free-form reasons: a field count alone would not bound one request."""
+    long_reason = "x" * 2000
+    for k in range(3):
+        plant_wide_day(redis_client, D + k, 50)
+        pipe = redis_client.pipeline(transaction=False)
+        pipe.delete(family.extra_key(D + k, "failed"))
+        pipe.hset(
+            family.extra_key(D + k, "failed"),
+            mapping={f"sync:{long_reason}{i}": 1 for i in range(50)},
+        )
+        pipe.execute()
+    redis_client.set(family.EARLIEST_KEY, D)
+    sizes: list[list[int]] = []
+    commit = store.commit
+
+    def recording_commit(items, retrieved_at):  # type: ignore[no-untyped-def]
+        sizes.append([commit_bytes(i) for i in items])
+        return commit(items, retrieved_at)
+
+    monkeypatch.setattr(store, "commit", recording_commit)
+    options = RotateOptions(first=D, last=D + 2, max_commit_bytes=150_000)
+    report = rotate(redis_client, store, options, now=NOW)
+    assert report.error is None
+    # each date is about 100 KB: two never fit in 150 KB, so three transactions
+    assert [len(s) for s in sizes] == [1, 1, 1]
+    assert all(100_000 < s[0] <= 150_000 for s in sizes)
+    rows = store.rows(None, None)
+    assert len(rows) == 3
+    for row in rows:
+        assert row.day.count("failed") == 50 and len(row.day.breakdown("failed")) == 50
+    assert tally_redis(redis_client) == {}
