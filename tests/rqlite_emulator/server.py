@@ -54,6 +54,9 @@ class EmulatorConfig:
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 resets bursts of connections on a loaded
+    # machine; Go's listener (rqlited) uses the kernel's somaxconn.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], emulator: EmulatorServer) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
