@@ -213,9 +213,7 @@ def test_a_run_skipped_by_the_host_lock_says_so_and_exits_75(site: Path) -> None
 def test_the_host_lock_is_held_while_the_program_runs(site: Path) -> None:
     program = site / "venv/bin/rotate-stats"
     lock = site / "state/rotate-stats.lock"
-    program.write_text(
-        f"#!/bin/sh\nif flock -n {lock} true; then echo free; else echo held; fi\n"
-    )
+    program.write_text(f"#!/bin/sh\nif flock -n {lock} true; then echo free; else echo held; fi\n")
     result = run(site)
     assert "held" in result.stdout.splitlines(), result.stdout
 
