@@ -103,11 +103,15 @@ class Host:
         return command
 
     def run_as_service_user(self, command: str) -> subprocess.CompletedProcess[str]:
-        """``command`` by /bin/sh as the service user, as cron runs an entry."""
+        """``command`` by /bin/sh as the service user, as cron runs an entry: cron's
+        few variables (PATH and SHELL from the entry's file), plus the wrapper's."""
+        env = {k: v for k, v in self.env().items() if k.startswith("ROTATE_STATS_")}
+        home = pwd.getpwnam(self.user).pw_dir
+        env.update(PATH=DEBIAN_PATH, SHELL="/bin/sh", HOME=home, LOGNAME=self.user)
         return subprocess.run(
             ["runuser", "-u", self.user, "--", "/bin/sh", "-c", command],
             cwd="/",
-            env=self.env(),
+            env=env,
             capture_output=True,
             text=True,
             timeout=120,
@@ -173,6 +177,7 @@ def test_readme_deployment_followed_literally_runs_the_job_as_the_service_user(
     # What the install block promised (README's table): user, owners, modes.
     account = pwd.getpwnam(host.user)
     assert account.pw_shell == "/usr/sbin/nologin" and account.pw_uid < 1000  # --system
+    assert account.pw_dir == "/var/lib/rotate-stats"  # cron's working directory
     env_stat = host.env_file.stat()
     assert stat.S_IMODE(env_stat.st_mode) == 0o640
     assert (env_stat.st_uid, env_stat.st_gid) == (0, account.pw_gid)
