@@ -1,14 +1,21 @@
 """deploy/Dockerfile and deploy/kubernetes/cronjob.yaml, parsed: the fields that matter.
 
-No image is built here (no Docker daemon in the test environment, and a build
-needs the network); the parse checks what an operator relies on.
+No image is built here (no Docker daemon in the test environment, and the base
+image would come from a registry); the parse checks what an operator relies on,
+and the build stage's ``pip wheel`` is run on exactly the context the
+``.dockerignore`` lets through.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -159,3 +166,36 @@ def test_cronjob_runs_as_the_images_user_without_privileges() -> None:
     assert box["capabilities"]["drop"] == ["ALL"]
     assert pod_spec()["automountServiceAccountToken"] is False
     assert container()["args"] == []  # the image's entry point: rotate every stable date
+
+
+def test_the_build_context_the_dockerignore_keeps_builds_a_complete_wheel(tmp_path: Path) -> None:
+    """The image's build stage runs ``pip wheel .`` on the context deploy/Dockerfile.dockerignore
+    lets through: that must be enough for a wheel with the Lua scripts and migrations."""
+    context = tmp_path / "context"
+    context.mkdir()
+    for word, args in instructions():
+        if word == "COPY" and not args.startswith("--"):
+            for source in args.split()[:-1]:
+                path = ROOT / source.rstrip("/")
+                if path.is_dir():
+                    ignore = shutil.ignore_patterns("__pycache__")
+                    shutil.copytree(path, context / path.name, ignore=ignore)
+                else:
+                    shutil.copy2(path, context / path.name)
+    wheels = tmp_path / "wheels"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(context)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    (wheel,) = wheels.glob("rotate_stats-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+        assert "rotate-stats = rotate_stats.cli:main" in archive.read(entry_points).decode()
+    for script in (ROOT / "rotate_stats").glob("*.lua"):
+        assert f"rotate_stats/{script.name}" in names
+    for migration in (ROOT / "rotate_stats/migrations").glob("*.sql"):
+        assert f"rotate_stats/migrations/{migration.name}" in names
