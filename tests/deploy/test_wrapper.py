@@ -10,9 +10,11 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -223,3 +225,31 @@ def test_an_unwritable_lock_file_is_named(site: Path) -> None:
     result = run(site, ROTATE_STATS_FLOCK_FILE=str(target))
     assert result.returncode == 2
     assert f"cannot open the host lock file {target} for writing" in result.stdout
+
+
+def test_a_run_stopped_by_sigterm_says_so(site: Path) -> None:
+    """systemd's TimeoutStartSec sends SIGTERM to the wrapper and the job: the log's last
+    line says the run was stopped, not nothing at all."""
+    started = site / "started"
+    program = site / "venv/bin/rotate-stats"
+    program.write_text(f"#!/bin/sh\ntouch {started}\nexec sleep 60\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
+    env.update(
+        PATH=DEBIAN_PATH,
+        ROTATE_STATS_ENV_FILE="",
+        ROTATE_STATS_VENV=str(site / "venv"),
+        ROTATE_STATS_FLOCK_FILE=str(site / "state/rotate-stats.lock"),
+    )
+    with subprocess.Popen(
+        [str(WRAPPER)], env=env, stdout=subprocess.PIPE, text=True, start_new_session=True
+    ) as proc:
+        while not started.exists():  # the job is running
+            assert proc.poll() is None
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGTERM)  # like systemd: every process of the unit
+        stdout, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    assert stdout.rstrip().endswith(
+        "stopped by SIGTERM (a timeout, a shutdown or by hand): nothing is lost, "
+        "the next run picks up its claims (exit 143)"
+    ), stdout
