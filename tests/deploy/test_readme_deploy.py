@@ -184,6 +184,8 @@ def test_readme_deployment_followed_literally_runs_the_job_as_the_service_user(
     for directory in (host.log_file.parent, host.state):
         info = directory.stat()
         assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (account.pw_uid, 0o750), directory
+    log_stat = host.log_file.stat()  # made by the install: a unit would make it root's
+    assert (log_stat.st_uid, stat.S_IMODE(log_stat.st_mode)) == (account.pw_uid, 0o640)
     venv_program = host.destdir / "opt/rotate-stats/.venv/bin/rotate-stats"
     assert os.access(venv_program, os.X_OK)
     for unit in ("rotate-stats.service", "rotate-stats.timer", "rotate-stats-failure@.service"):
