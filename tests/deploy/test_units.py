@@ -1,0 +1,163 @@
+"""The schedule: systemd units (verify, security score, calendar) and the cron entry.
+
+``systemd-analyze verify`` insists that ExecStart's binary exists; the wrapper is
+only at /opt/rotate-stats/cron/run-rotate-stats once deployed, so the units are
+verified as copies in a temporary directory with that one path pointing at this
+checkout's wrapper. Everything else is verified as written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import subprocess
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.conftest import require_binary
+from tests.deploy.common import CRON, DEPLOY, WRAPPER, unit_settings, unit_text
+
+INSTALLED_WRAPPER = "/opt/rotate-stats/cron/run-rotate-stats"
+UNITS = ["rotate-stats.service", "rotate-stats.timer", "rotate-stats-failure@.service"]
+LOG_FILE = "/var/log/rotate-stats/rotate.log"
+LA = ZoneInfo("America/Los_Angeles")
+
+
+def analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    require_binary("systemd-analyze")
+    return subprocess.run(
+        ["systemd-analyze", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"TZ": "UTC", "PATH": "/usr/bin:/bin", "SYSTEMD_COLORS": "0", "LC_ALL": "C"},
+    )
+
+
+@pytest.fixture
+def unit_dir(tmp_path: Path) -> Path:
+    for name in UNITS:
+        text = unit_text(name).replace(INSTALLED_WRAPPER, str(WRAPPER))
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+def test_systemd_analyze_verify_passes(unit_dir: Path) -> None:
+    result = analyze("verify", *(str(unit_dir / name) for name in UNITS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr.strip() == "", result.stderr  # no warning either
+
+
+def _exposure(unit: Path) -> float:
+    result = analyze("security", "--offline=true", str(unit))
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match is not None, result.stdout + result.stderr
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize("name", ["rotate-stats.service", "rotate-stats-failure@.service"])
+def test_systemd_analyze_security_scores_below_5(unit_dir: Path, name: str) -> None:
+    """Defect 4: the service scored 9.2 UNSAFE. Measured when written: 1.1 (the
+    service) and 0.2 (the failure notifier)."""
+    score = _exposure(unit_dir / name)
+    print(f"systemd-analyze security {name}: {score}")
+    assert score < 5, f"{name}: exposure {score}"
+
+
+def _timer_calendar() -> str:
+    [calendar] = unit_settings("rotate-stats.timer")["OnCalendar"]
+    return calendar
+
+
+def test_the_timer_fires_once_on_every_calendar_day_of_2027_in_los_angeles() -> None:
+    """Defect 4: 02:00 America/Los_Angeles does not exist on 2027-03-14 (spring forward)."""
+    base = "2026-12-31 12:00:00 UTC"
+    result = analyze("calendar", "--iterations=400", f"--base-time={base}", _timer_calendar())
+    assert result.returncode == 0, result.stderr
+    elapses = re.findall(
+        r"(?:Next elapse|Iter\. #\d+): \w{3} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", result.stdout
+    )
+    assert len(elapses) == 400, result.stdout
+    days = [
+        dt.datetime.fromisoformat(e).replace(tzinfo=dt.UTC).astimezone(LA).date() for e in elapses
+    ]
+    in_2027 = [d for d in days if d.year == 2027]
+    every_day = [dt.date(2027, 1, 1) + dt.timedelta(n) for n in range(365)]
+    assert in_2027 == every_day  # each day once, in order, none missing
+    for elapse in elapses:  # and at 03:00 Los Angeles time, in PST and in PDT
+        when = dt.datetime.fromisoformat(elapse).replace(tzinfo=dt.UTC).astimezone(LA)
+        assert (when.hour, when.minute) == (3, 0), when
+
+
+def test_the_service_waits_for_the_network_times_out_and_reports_failure() -> None:
+    """Defect 4: After=network-online.target without Wants=, no TimeoutStartSec, no OnFailure."""
+    service = unit_settings("rotate-stats.service")
+    assert service["Wants"] == ["network-online.target"]
+    assert service["After"] == ["network-online.target"]
+    assert service["TimeoutStartSec"] and service["TimeoutStartSec"][0] not in ("0", "infinity")
+    assert service["OnFailure"] == ["rotate-stats-failure@%n.service"]
+    assert (CRON / "rotate-stats-failure@.service").exists()
+    assert service["SuccessExitStatus"] == ["75"]
+    assert service["User"] == ["rotate-stats"] and service["Group"] == ["rotate-stats"]
+    assert service["ExecStart"] == [INSTALLED_WRAPPER]
+    # The same log file as the cron entry, which logrotate rotates.
+    assert service["StandardOutput"] == [f"append:{LOG_FILE}"]
+    assert service["StandardError"] == ["inherit"]
+    for key, value in {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "PrivateDevices": "yes",
+        "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
+        "CapabilityBoundingSet": "",
+        "LockPersonality": "yes",
+        "MemoryDenyWriteExecute": "yes",
+        "RestrictNamespaces": "yes",
+        "LogsDirectory": "rotate-stats",
+        "StateDirectory": "rotate-stats",
+    }.items():
+        assert service[key][0] == value, key
+    assert "@system-service" in service["SystemCallFilter"]
+
+
+def test_the_timer_starts_the_service_and_catches_up_after_downtime() -> None:
+    timer = unit_settings("rotate-stats.timer")
+    assert timer["Persistent"] == ["true"]
+    assert timer["WantedBy"] == ["timers.target"]
+    assert "Unit" not in timer  # rotate-stats.timer starts rotate-stats.service
+
+
+def _cron_job() -> list[str]:
+    lines = (CRON / "rotate-stats.cron").read_text().splitlines()
+    jobs = [ln for ln in lines if ln.strip() and not ln.startswith("#") and "=" not in ln[:20]]
+    assert len(jobs) == 1, jobs
+    return jobs[0].split(None, 6)
+
+
+def test_the_cron_entry_does_not_rely_on_cron_tz_and_fires_every_day() -> None:
+    """Defect 4: Debian's cron ignores CRON_TZ; a time in 01:00-03:59 may be skipped or
+    repeated on DST days in the host's zone."""
+    text = (CRON / "rotate-stats.cron").read_text()
+    assert not re.search(r"^\s*CRON_TZ=", text, re.M)
+    minute, hour, dom, month, dow, user, command = _cron_job()
+    assert minute.isdigit() and hour.isdigit() and not 1 <= int(hour) <= 3
+    assert (dom, month, dow) == ("*", "*", "*")
+    assert user == "rotate-stats"
+
+
+def test_the_cron_entry_runs_the_same_wrapper_into_the_same_log_without_an_outer_flock() -> None:
+    """Defect 8: ``flock -n`` around the wrapper skipped runs silently with exit 1; the
+    wrapper now takes the lock itself and logs the skip."""
+    command = _cron_job()[6]
+    assert command == f"{INSTALLED_WRAPPER} >>{LOG_FILE} 2>&1"
+    assert "flock" not in command
+
+
+def test_logrotate_config_rotates_the_log_both_schedules_write() -> None:
+    text = (DEPLOY / "logrotate.conf").read_text()
+    assert re.search(rf"^{re.escape(LOG_FILE)} \{{", text, re.M)
+    assert "su rotate-stats rotate-stats" in text  # the directory belongs to the service user
+    assert "create 0640 rotate-stats rotate-stats" in text

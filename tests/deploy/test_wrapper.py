@@ -1,0 +1,255 @@
+"""cron/run-rotate-stats: the environment file, its own variables, the host lock, the log lines.
+
+Most tests run the wrapper against a stub virtualenv whose ``rotate-stats`` prints
+the ROTATE_STATS_* names it was given and its arguments, and exits with
+``$STUB_EXIT``; one runs the real program.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rotate_stats.report import ExitCode
+from tests.conftest import require_binary
+from tests.deploy.common import DEBIAN_PATH, WRAPPER
+
+STUB = """#!/bin/sh
+env | grep '^ROTATE_STATS_' | sort | sed 's/^/stub env: /'
+echo "stub args: $*"
+echo "stub cwd: $(pwd)"
+exit "${STUB_EXIT:-0}"
+"""
+
+
+@pytest.fixture
+def site() -> Iterator[Path]:
+    """A stub venv, an environment file, a state directory (in a directory any user
+    can reach: one test runs the wrapper as ``nobody``)."""
+    require_binary("flock")
+    tmp_path = Path(tempfile.mkdtemp(prefix="rotate-stats-wrapper-"))
+    tmp_path.chmod(0o755)
+    (tmp_path / "venv/bin").mkdir(parents=True)
+    program = tmp_path / "venv/bin/rotate-stats"
+    program.write_text(STUB)
+    program.chmod(0o755)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "rotate-stats.env").write_text("ROTATE_STATS_LOG_LEVEL=INFO\n")
+    yield tmp_path
+    shutil.rmtree(tmp_path)
+
+
+def run(
+    site: Path, *args: str, env_file: str | None = None, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
+    env["PATH"] = DEBIAN_PATH
+    env["ROTATE_STATS_ENV_FILE"] = str(site / "rotate-stats.env") if env_file is None else env_file
+    env["ROTATE_STATS_VENV"] = str(site / "venv")
+    env["ROTATE_STATS_FLOCK_FILE"] = str(site / "state/rotate-stats.lock")
+    env.update(extra)
+    return subprocess.run(
+        [str(WRAPPER), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_runs_the_program_with_its_arguments_and_logs_start_and_exit(site: Path) -> None:
+    result = run(site, "status", "--format", "json", STUB_EXIT="3")
+    assert result.returncode == 3
+    lines = result.stdout.splitlines()
+    assert " rotate-stats: start (pid " in lines[0]
+    assert "stub args: status --format json" in lines
+    assert "stub cwd: /" in lines
+    assert lines[-1].endswith(
+        "rotate-stats: exit 3 (done, but invariant violations were found: see the findings above)"
+    )
+    assert result.stderr == ""
+
+
+def test_every_exit_code_has_a_meaning_in_the_log() -> None:
+    """The wrapper names each documented exit status (rotate_stats.report.ExitCode)."""
+    text = WRAPPER.read_text()
+    for code in ExitCode:
+        assert f"\n  {int(code)}) meaning=" in text, code
+
+
+def test_the_wrappers_own_variables_do_not_reach_the_program(site: Path) -> None:
+    """Defect 3: ROTATE_STATS_ENV_FILE / _VENV reached the program, which rejects them."""
+    (site / "rotate-stats.env").write_text(
+        "ROTATE_STATS_LOG_LEVEL=INFO\nROTATE_STATS_VENV=" + str(site / "venv") + "\n"
+    )
+    result = run(site)
+    assert result.returncode == 0, result
+    passed = [ln for ln in result.stdout.splitlines() if ln.startswith("stub env: ")]
+    assert passed == ["stub env: ROTATE_STATS_LOG_LEVEL=INFO"]
+
+
+def test_the_real_program_accepts_what_the_wrapper_passes(tmp_path: Path) -> None:
+    """Defect 3 with the real program: before, it exited 2 naming ROTATE_STATS_VENV."""
+    venv = Path(sys.prefix)
+    if not (venv / "bin/rotate-stats").exists():
+        pytest.skip("the console script is not installed in this environment")
+    env_file = tmp_path / "rotate-stats.env"
+    env_file.write_text(f"ROTATE_STATS_DATABASE_URL=sqlite:///{tmp_path}/stats.sqlite3\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
+    env.update(
+        PATH=DEBIAN_PATH,
+        ROTATE_STATS_ENV_FILE=str(env_file),
+        ROTATE_STATS_VENV=str(venv),
+        ROTATE_STATS_FLOCK_FILE=str(tmp_path / "rotate-stats.lock"),
+    )
+    result = subprocess.run(
+        [str(WRAPPER), "migrate"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "ROTATE_STATS_" not in result.stderr
+    assert (tmp_path / "stats.sqlite3").exists()
+
+
+def test_a_missing_environment_file_is_fatal_and_named(site: Path) -> None:
+    """Defect 1: the wrapper skipped a missing file silently; the job then failed on a
+    missing URL without a word about the file."""
+    missing = site / "nowhere" / "rotate-stats.env"
+    result = run(site, env_file=str(missing))
+    assert result.returncode == 2
+    assert f"environment file {missing} does not exist" in result.stdout
+    assert "stub" not in result.stdout  # the job did not run
+
+
+def test_an_empty_env_file_variable_runs_without_one(site: Path) -> None:
+    result = run(site, env_file="")
+    assert result.returncode == 0, result
+    assert "environment file none" in result.stdout
+
+
+def test_an_unreadable_environment_file_is_fatal_and_named(site: Path) -> None:
+    """Defect 1: ``[ -r ]`` skipped a root-only file silently."""
+    env_file = site / "rotate-stats.env"
+    env_file.chmod(0o000)
+    if os.geteuid() == 0:  # root reads anything: run as nobody
+        require_binary("setpriv")
+        (site / "state").chmod(0o777)
+        result = _run_as_nobody(site)
+    else:
+        result = run(site)
+    assert result.returncode == 2, result
+    assert f"environment file {env_file} is not readable by " in result.stdout
+    assert "expected a file owned root:rotate-stats with mode 0640" in result.stdout
+    assert "stub" not in result.stdout
+
+
+def _run_as_nobody(site: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": DEBIAN_PATH,
+        "ROTATE_STATS_ENV_FILE": str(site / "rotate-stats.env"),
+        "ROTATE_STATS_VENV": str(site / "venv"),
+        "ROTATE_STATS_FLOCK_FILE": str(site / "state/rotate-stats.lock"),
+    }
+    args = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(WRAPPER)]
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_the_environment_file_is_not_shell(site: Path) -> None:
+    """NAME=value lines: a password with $, & or quotes arrives as written; one pair of
+    surrounding quotes is removed; comments and blank lines are skipped."""
+    (site / "rotate-stats.env").write_text(
+        "# settings\n\n"
+        "ROTATE_STATS_REDIS_URL=redis://:pa$HOME&ss'w@host:6379/0\n"
+        'ROTATE_STATS_DATABASE_URL="sqlite:////x y.db"\n'
+        "export ROTATE_STATS_STRICT='1'\r\n"
+        "ROTATE_STATS_BATCH_SIZE=$(touch pwned)\n"
+    )
+    result = run(site)
+    assert result.returncode == 0, result
+    passed = [ln for ln in result.stdout.splitlines() if ln.startswith("stub env: ")]
+    assert passed == [
+        "stub env: ROTATE_STATS_BATCH_SIZE=$(touch pwned)",
+        "stub env: ROTATE_STATS_DATABASE_URL=sqlite:////x y.db",
+        "stub env: ROTATE_STATS_REDIS_URL=redis://:pa$HOME&ss'w@host:6379/0",
+        "stub env: ROTATE_STATS_STRICT=1",
+    ]
+    assert not Path("/pwned").exists() and not (site / "pwned").exists()
+
+
+def test_a_malformed_line_is_named_without_its_value(site: Path) -> None:
+    (site / "rotate-stats.env").write_text("ROTATE_STATS_LOG_LEVEL=INFO\nredis://:secret@x\n")
+    result = run(site)
+    assert result.returncode == 2
+    assert f"environment file {site / 'rotate-stats.env'} line 2: expected NAME=value" in (
+        result.stdout
+    )
+    assert "secret" not in result.stdout + result.stderr
+
+
+def test_a_missing_virtualenv_is_named(site: Path) -> None:
+    result = run(site, ROTATE_STATS_VENV=str(site / "novenv"))
+    assert result.returncode == 2
+    assert f"{site / 'novenv/bin/rotate-stats'} is missing" in result.stdout
+
+
+def test_a_run_skipped_by_the_host_lock_says_so_and_exits_75(site: Path) -> None:
+    """Defect 8: a run skipped by ``flock -n`` exited 1 and logged nothing."""
+    lock = site / "state/rotate-stats.lock"
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another run holds it
+        result = run(site)
+    assert result.returncode == int(ExitCode.LOCKED)
+    assert (
+        f"rotate-stats: skipped: another run on this host holds the lock {lock}; "
+        "nothing done (exit 75)"
+    ) in result.stdout
+    assert "stub" not in result.stdout
+    assert run(site).returncode == 0  # released: the next run goes ahead
+
+
+def test_the_host_lock_is_held_while_the_program_runs(site: Path) -> None:
+    program = site / "venv/bin/rotate-stats"
+    lock = site / "state/rotate-stats.lock"
+    program.write_text(f"#!/bin/sh\nif flock -n {lock} true; then echo free; else echo held; fi\n")
+    result = run(site)
+    assert "held" in result.stdout.splitlines(), result.stdout
+
+
+def test_an_unwritable_lock_file_is_named(site: Path) -> None:
+    target = site / "no-such-dir" / "rotate-stats.lock"
+    result = run(site, ROTATE_STATS_FLOCK_FILE=str(target))
+    assert result.returncode == 2
+    assert f"cannot open the host lock file {target} for writing" in result.stdout
+
+
+def test_a_run_stopped_by_sigterm_says_so(site: Path) -> None:
+    """systemd's TimeoutStartSec sends SIGTERM to the wrapper and the job: the log's last
+    line says the run was stopped, not nothing at all."""
+    started = site / "started"
+    program = site / "venv/bin/rotate-stats"
+    program.write_text(f"#!/bin/sh\ntouch {started}\nexec sleep 60\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
+    env.update(
+        PATH=DEBIAN_PATH,
+        ROTATE_STATS_ENV_FILE="",
+        ROTATE_STATS_VENV=str(site / "venv"),
+        ROTATE_STATS_FLOCK_FILE=str(site / "state/rotate-stats.lock"),
+    )
+    with subprocess.Popen(
+        [str(WRAPPER)], env=env, stdout=subprocess.PIPE, text=True, start_new_session=True
+    ) as proc:
+        while not started.exists():  # the job is running
+            assert proc.poll() is None
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGTERM)  # like systemd: every process of the unit
+        stdout, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    assert stdout.rstrip().endswith(
+        "stopped by SIGTERM (a timeout, a shutdown or by hand): nothing is lost, "
+        "the next run picks up its claims (exit 143)"
+    ), stdout
