@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -9,6 +10,7 @@ from . import family
 from .database import Store, pending_migrations
 from .dates import iso, last_stable, parse_iso, today
 from .errors import ConfigError, DataError
+from .health import STALE_AFTER_DAYS, newest_row, redis_cli
 from .invariants import Finding, Invariant, check_day
 from .redis_side import RedisSide
 from .report import ExitCode
@@ -81,8 +83,59 @@ def check(
 
 
 @dataclass(frozen=True)
+class StatusLimits:
+    """Thresholds past which ``status`` reports a problem and exits 1 (README "Monitoring").
+
+    Each has an environment variable; see ``settings.ENVIRONMENT``.
+    """
+
+    backlog_days: int = 2
+    """``ROTATE_STATS_ALERT_BACKLOG_DAYS``: more stable dates than this still in Redis.
+    Right before the nightly run the backlog is 1; 2 means one night was missed."""
+    stale_after_days: int = STALE_AFTER_DAYS
+    """``ROTATE_STATS_STALE_AFTER_DAYS``: the newest row lags the last stable date by more."""
+    stuck_claim_after: float = 3600.0
+    """``ROTATE_STATS_STUCK_CLAIM_AFTER``: seconds a claim may sit untouched while no run
+    holds the lock before it counts as stuck (a run that failed after claiming)."""
+    lock_ttl: float = 300.0
+    """``ROTATE_STATS_LOCK_TTL``: a lock without expiry, with more time left than this, or
+    not refreshed for longer than this is stale (it would block every run: exit 75)."""
+
+
+@dataclass(frozen=True)
+class ClaimInfo:
+    """A claim in Redis: a date whose counts a run took and has not released yet."""
+
+    unix_date: int
+    claim_id: str
+    idle_seconds: int | None
+    """Seconds since any run touched its id (OBJECT IDLETIME); None where Redis does not
+    track it (an LFU maxmemory-policy)."""
+    stuck: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "date": iso(self.unix_date),
+            "claim_id": self.claim_id,
+            "idle_seconds": self.idle_seconds,
+            "stuck": self.stuck,
+        }
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason ``status`` is not healthy: a stable ``check`` name and what to do."""
+
+    check: str
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"check": self.check, "detail": self.detail}
+
+
+@dataclass(frozen=True)
 class Status:
-    """Where rotation stands."""
+    """Where rotation stands, and what an operator should be alerted about."""
 
     earliest: int | None
     last_stable: int
@@ -98,15 +151,28 @@ class Status:
     """Keys of the stats namespaces that are not stats keys this job knows (left alone)."""
     durability: str = ""
     """What the default (auto) fence would use, and a warning when it has nothing."""
+    claims: tuple[ClaimInfo, ...] = ()
+    lock_idle_seconds: int | None = None
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """0 healthy, 1 at least one problem (``problems`` says which)."""
+        return ExitCode.FAILURE if self.problems else ExitCode.OK
 
     def as_dict(self) -> dict[str, object]:
         return {
+            "healthy": not self.problems,
+            "problems": [p.as_dict() for p in self.problems],
+            "exit_code": int(self.exit_code),
             "earliest": None if self.earliest is None else iso(self.earliest),
             "earliest_unix_date": self.earliest,
             "last_stable": iso(self.last_stable),
             "backlog_dates": self.backlog,
             "lock_holder": self.lock_holder,
             "lock_ttl_ms": self.lock_ttl_ms,
+            "lock_idle_seconds": self.lock_idle_seconds,
+            "claims": [c.as_dict() for c in self.claims],
             "orphaned_keys": {iso(d): keys for d, keys in sorted(self.orphaned.items())},
             "refused_writes": self.refused,
             "newest_row": self.newest_row,
@@ -117,14 +183,22 @@ class Status:
         }
 
 
-def status(side: RedisSide, store: Store | None, now: float | None = None) -> Status:
-    """Earliest, last stable date, backlog, orphaned keys, lock holder, newest row.
+def status(
+    side: RedisSide,
+    store: Store | None,
+    now: float | None = None,
+    limits: StatusLimits | None = None,
+) -> Status:
+    """Earliest, last stable date, backlog, orphaned keys, lock holder, claims, newest
+    row, and the problems among them (``limits``).
 
     Orphaned keys are live or claim keys of dates a normal run will not visit:
     below ``earliest``, or any dated key when ``earliest`` is absent. Found with
-    SCAN, so this costs O(keyspace).
+    SCAN, so this costs O(keyspace). Reads only: it changes nothing in Redis (the
+    claims' idle times are read before their ids) nor in the database.
     """
     now = time.time() if now is None else now
+    limits = limits or StatusLimits()
     stable = last_stable(now)
     earliest_error = None
     try:
@@ -132,22 +206,23 @@ def status(side: RedisSide, store: Store | None, now: float | None = None) -> St
     except DataError as exc:  # status must still show everything else
         earliest, earliest_error = None, str(exc)
     holder, ttl = side.lock_holder()
+    lock_idle = _idle_seconds(side, [family.LOCK_KEY])[0] if holder is not None else None
     dated, unknown = side.scan_keys()
     orphaned = {
         d: sorted(keys)
         for d, keys in dated.items()
         if earliest is None or d < earliest or d > today(now) + 1
     }
+    claims = _claims(side, dated, holder is None, limits.stuck_claim_after)
     newest = None
     pending: list[str] = []
     if store is not None:
         pending = pending_migrations(store)
         if not pending:
-            rows = store.rows(None, None)
-            newest = rows[-1].retrieved_for if rows else None
+            newest = newest_row(store)
     backlog = 0 if earliest is None else max(0, stable - earliest + 1)
     refused = side.refusals()
-    return Status(
+    found = Status(
         earliest,
         stable,
         backlog,
@@ -160,6 +235,121 @@ def status(side: RedisSide, store: Store | None, now: float | None = None) -> St
         earliest_error,
         tuple(unknown),
         _durability(side),
+        claims,
+        lock_idle,
+    )
+    return dataclasses.replace(
+        found, problems=tuple(_problems(found, limits, redis_cli(side.client)))
+    )
+
+
+def _idle_seconds(side: RedisSide, keys: list[str]) -> list[int | None]:
+    """OBJECT IDLETIME of each key (None: absent, or not tracked under an LFU policy).
+    OBJECT does not touch the key, so reading it does not reset what it measures."""
+    pipe = side.client.pipeline(transaction=False)
+    for key in keys:
+        pipe.object("idletime", key)
+    replies = pipe.execute(raise_on_error=False) if keys else []
+    return [r if isinstance(r, int) and not isinstance(r, bool) else None for r in replies]
+
+
+def _claims(
+    side: RedisSide, dated: dict[int, list[str]], lock_free: bool, stuck_after: float
+) -> tuple[ClaimInfo, ...]:
+    """Every claim in Redis (from the keys the scan found), oldest date first."""
+    dates = sorted(d for d, keys in dated.items() if family.claim_id_key(d) in keys)
+    out: list[ClaimInfo] = []
+    for start in range(0, len(dates), 1000):
+        chunk = dates[start : start + 1000]
+        keys = [family.claim_id_key(d) for d in chunk]
+        idle = _idle_seconds(side, keys)  # before the GETs below, which would reset it
+        ids = side.client.mget(keys)
+        for d, seconds, raw in zip(chunk, idle, ids, strict=True):
+            if raw is None:
+                continue  # released meanwhile
+            claim_id = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            # no run holds the lock, so nobody is working on it; unknown age counts as old
+            stuck = lock_free and (seconds is None or seconds >= stuck_after)
+            out.append(ClaimInfo(d, claim_id, seconds, stuck))
+    return tuple(out)
+
+
+def _problems(st: Status, limits: StatusLimits, cli: str) -> list[Problem]:
+    out: list[Problem] = []
+    if st.pending_migrations:
+        out.append(
+            Problem(
+                "not-migrated",
+                f"pending migrations {', '.join(st.pending_migrations)}: "
+                "run `python -m rotate_stats migrate`",
+            )
+        )
+    if st.earliest_error:
+        out.append(Problem("earliest", st.earliest_error))
+    if st.orphaned:
+        first, last = min(st.orphaned), min(max(st.orphaned), st.last_stable)
+        keys = sum(len(k) for k in st.orphaned.values())
+        out.append(
+            Problem(
+                "orphaned-keys",
+                f"{keys} stats key(s) of {len(st.orphaned)} date(s) from {iso(min(st.orphaned))} "
+                f"to {iso(max(st.orphaned))} that no run will visit ({family.EARLIEST_KEY} is "
+                f"{'absent' if st.earliest is None else iso(st.earliest)}): "
+                f"`python -m rotate_stats --from {iso(first)} --to {iso(last)}`",
+            )
+        )
+    if st.backlog > limits.backlog_days:
+        out.append(
+            Problem(
+                "backlog",
+                f"{st.backlog} stable date(s) from {iso(st.last_stable - st.backlog + 1)} still "
+                f"in Redis (more than ROTATE_STATS_ALERT_BACKLOG_DAYS={limits.backlog_days}): "
+                "is the nightly run running? see its log, then `python -m rotate_stats`",
+            )
+        )
+    if st.newest_row is not None and st.newest_row < iso(st.last_stable - limits.stale_after_days):
+        out.append(
+            Problem(
+                "stale-newest-row",
+                f"the newest row is {st.newest_row}, the last stable date {iso(st.last_stable)} "
+                f"(more than ROTATE_STATS_STALE_AFTER_DAYS={limits.stale_after_days} days): "
+                "wrong Redis database, or the job is not running?",
+            )
+        )
+    stuck = [c for c in st.claims if c.stuck]
+    if stuck:
+        shown = ", ".join(iso(c.unix_date) for c in stuck[:5]) + (", ..." if len(stuck) > 5 else "")
+        out.append(
+            Problem(
+                "stuck-claims",
+                f"{len(stuck)} claim(s) left by a run that failed after claiming ({shown}), "
+                f"untouched for {limits.stuck_claim_after:g}s or more with no run holding the "
+                "lock: the next run commits them; run `python -m rotate_stats` and read its error",
+            )
+        )
+    stale_lock = _stale_lock(st, limits.lock_ttl, cli)
+    if stale_lock:
+        out.append(Problem("stale-lock", stale_lock))
+    return out
+
+
+def _stale_lock(st: Status, lock_ttl: float, cli: str) -> str:
+    """Why the held lock will not go away by itself in time, or ""."""
+    if st.lock_holder is None or st.lock_ttl_ms is None:
+        return ""
+    why = ""
+    if st.lock_ttl_ms < 0:
+        why = "it has no expiry"
+    elif st.lock_ttl_ms > lock_ttl * 1000 + 1000:
+        why = f"it expires in {st.lock_ttl_ms / 1000:.0f}s, more than the lock TTL"
+    elif st.lock_idle_seconds is not None and st.lock_idle_seconds > lock_ttl:
+        why = f"it was not refreshed for {st.lock_idle_seconds}s, more than the lock TTL"
+    if not why:
+        return ""
+    return (
+        f"the lock {family.LOCK_KEY} held by {st.lock_holder!r} is stale: {why} "
+        f"(ROTATE_STATS_LOCK_TTL={lock_ttl:g}s); every run exits 75 meanwhile. If no run is "
+        f"alive (ps, journalctl), delete it: {cli} DEL {family.LOCK_KEY}"
     )
 
 
