@@ -98,8 +98,8 @@ class StatusLimits:
     """``ROTATE_STATS_STUCK_CLAIM_AFTER``: seconds a claim may sit untouched while no run
     holds the lock before it counts as stuck (a run that failed after claiming)."""
     lock_ttl: float = 300.0
-    """``ROTATE_STATS_LOCK_TTL``: a lock without expiry, with more time left than this, or
-    not refreshed for longer than this is stale (it would block every run: exit 75)."""
+    """``ROTATE_STATS_LOCK_TTL``: a lock without expiry, or with more time left than this,
+    is stale: it would block every run (exit 75) for longer than a run may hold it."""
 
 
 @dataclass(frozen=True)
@@ -107,16 +107,15 @@ class ClaimInfo:
     """A claim in Redis: a date whose counts a run took and has not released yet."""
 
     unix_date: int
-    claim_id: str
     idle_seconds: int | None
-    """Seconds since any run touched its id (OBJECT IDLETIME); None where Redis does not
-    track it (an LFU maxmemory-policy)."""
+    """Seconds since a run cut or picked up the claim (OBJECT IDLETIME of its id key, read
+    without touching it; status never reads the id itself, which would reset this). None
+    where Redis does not track it (an LFU maxmemory-policy)."""
     stuck: bool
 
     def as_dict(self) -> dict[str, object]:
         return {
             "date": iso(self.unix_date),
-            "claim_id": self.claim_id,
             "idle_seconds": self.idle_seconds,
             "stuck": self.stuck,
         }
@@ -205,8 +204,10 @@ def status(
         earliest = side.read_earliest()
     except DataError as exc:  # status must still show everything else
         earliest, earliest_error = None, str(exc)
+    lock_idle = _idle_seconds(side, [family.LOCK_KEY])[0][1]  # before lock_holder's GET
     holder, ttl = side.lock_holder()
-    lock_idle = _idle_seconds(side, [family.LOCK_KEY])[0] if holder is not None else None
+    if holder is None:
+        lock_idle = None
     dated, unknown = side.scan_keys()
     orphaned = {
         d: sorted(keys)
@@ -243,14 +244,23 @@ def status(
     )
 
 
-def _idle_seconds(side: RedisSide, keys: list[str]) -> list[int | None]:
-    """OBJECT IDLETIME of each key (None: absent, or not tracked under an LFU policy).
-    OBJECT does not touch the key, so reading it does not reset what it measures."""
+def _idle_seconds(side: RedisSide, keys: list[str]) -> list[tuple[bool, int | None]]:
+    """(exists, OBJECT IDLETIME) of each key; the idle time is None where Redis does not
+    track it (an LFU maxmemory-policy). OBJECT does not touch the key: reading it does
+    not reset what it measures (a GET would)."""
     pipe = side.client.pipeline(transaction=False)
     for key in keys:
         pipe.object("idletime", key)
     replies = pipe.execute(raise_on_error=False) if keys else []
-    return [r if isinstance(r, int) and not isinstance(r, bool) else None for r in replies]
+    out: list[tuple[bool, int | None]] = []
+    for reply in replies:
+        if reply is None:
+            out.append((False, None))  # no such key
+        elif isinstance(reply, int) and not isinstance(reply, bool):
+            out.append((True, reply))
+        else:  # an error reply: idle time not tracked
+            out.append((True, None))
+    return out
 
 
 def _claims(
@@ -261,16 +271,13 @@ def _claims(
     out: list[ClaimInfo] = []
     for start in range(0, len(dates), 1000):
         chunk = dates[start : start + 1000]
-        keys = [family.claim_id_key(d) for d in chunk]
-        idle = _idle_seconds(side, keys)  # before the GETs below, which would reset it
-        ids = side.client.mget(keys)
-        for d, seconds, raw in zip(chunk, idle, ids, strict=True):
-            if raw is None:
-                continue  # released meanwhile
-            claim_id = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        found = _idle_seconds(side, [family.claim_id_key(d) for d in chunk])
+        for d, (exists, seconds) in zip(chunk, found, strict=True):
+            if not exists:
+                continue  # released since the scan
             # no run holds the lock, so nobody is working on it; unknown age counts as old
             stuck = lock_free and (seconds is None or seconds >= stuck_after)
-            out.append(ClaimInfo(d, claim_id, seconds, stuck))
+            out.append(ClaimInfo(d, seconds, stuck))
     return tuple(out)
 
 
@@ -342,8 +349,9 @@ def _stale_lock(st: Status, lock_ttl: float, cli: str) -> str:
         why = "it has no expiry"
     elif st.lock_ttl_ms > lock_ttl * 1000 + 1000:
         why = f"it expires in {st.lock_ttl_ms / 1000:.0f}s, more than the lock TTL"
-    elif st.lock_idle_seconds is not None and st.lock_idle_seconds > lock_ttl:
-        why = f"it was not refreshed for {st.lock_idle_seconds}s, more than the lock TTL"
+    # A lock within the TTL needs no more checks: a run that stops refreshing it (hung,
+    # killed) loses it within the TTL. Its idle time is shown, not judged: status's own
+    # GET of the lock resets it.
     if not why:
         return ""
     return (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
+import time
 
 import pytest
 import redis
@@ -237,7 +238,7 @@ def test_status_shows_stuck_claims(
     assert "stuck-claims" in _problems(data)
     claims = data["claims"]
     assert isinstance(claims, list) and [c["date"] for c in claims] == [iso(D)]
-    assert claims[0]["stuck"] is True and claims[0]["claim_id"]
+    assert claims[0]["stuck"] is True and claims[0]["idle_seconds"] >= 0
     # younger than the threshold: shown, not a problem
     fresh = _status(redis_client, db, stuck_claim_after=3600)
     assert "stuck-claims" not in _problems(fresh) and len(fresh["claims"]) == 1  # type: ignore[arg-type]
@@ -275,3 +276,32 @@ def test_status_stale_lock(
 def test_status_not_migrated_is_a_problem(redis_client: redis.Redis, bare_store: Store) -> None:
     data = _status(redis_client, bare_store)
     assert "not-migrated" in _problems(data)
+
+
+def test_status_reads_idle_times_without_resetting_them(
+    redis_client: redis.Redis, db: Store
+) -> None:
+    """A claim's age is its id key's idle time: status must read it without touching
+    the key (Redis counts idle time in whole seconds), or checking every minute would
+    keep every stuck claim young."""
+    foreign_job(redis_client, D, "sync", "completed")
+    RedisSide(redis_client).cut([D], "crashed-run")
+    redis_client.set(family.LOCK_KEY, "some-run", px=60_000)
+    time.sleep(2.2)
+    first = _status(redis_client, db)
+    redis_client.delete(family.LOCK_KEY)
+    second = _status(redis_client, db, stuck_claim_after=2)
+    assert first["lock_idle_seconds"] >= 2  # type: ignore[operator]
+    assert [c["idle_seconds"] >= 2 for c in second["claims"]] == [True]  # type: ignore[attr-defined, index]
+    assert "stuck-claims" in _problems(second)
+
+
+def test_status_lock_idle_is_unknown_under_lfu(redis_client: redis.Redis, db: Store) -> None:
+    redis_client.set(family.LOCK_KEY, "some-run", px=60_000)
+    policy = redis_client.config_get("maxmemory-policy")["maxmemory-policy"]
+    redis_client.config_set("maxmemory-policy", "volatile-lfu")
+    try:
+        data = _status(redis_client, db, lock_ttl=300)
+    finally:
+        redis_client.config_set("maxmemory-policy", policy)
+    assert data["lock_idle_seconds"] is None and data["problems"] == []
