@@ -182,6 +182,53 @@ class Status:
         }
 
 
+def render_status(st: Status) -> str:
+    """``status`` for people: the verdict and its problems first, then each fact."""
+    lines = [f"status: {'healthy' if not st.problems else f'{len(st.problems)} problem(s)'}"]
+    lines += [f"  PROBLEM {p.check}: {p.detail}" for p in st.problems]
+
+    def row(name: str, text: str) -> None:
+        lines.append(f"{name + ':':<16} {text}")
+
+    earliest = iso(st.earliest) if st.earliest is not None else "absent"
+    row("earliest", st.earliest_error or earliest)
+    row("last stable", iso(st.last_stable))
+    row("backlog", f"{st.backlog} date(s)")
+    row("newest row", st.newest_row or "none")
+    if st.lock_holder is None:
+        row("lock", "free")
+    else:
+        ttl = (
+            "no expiry"
+            if st.lock_ttl_ms is None or st.lock_ttl_ms < 0
+            else f"expires in {st.lock_ttl_ms}ms"
+        )
+        idle = "" if st.lock_idle_seconds is None else f", idle {st.lock_idle_seconds}s"
+        row("lock", f"held by {st.lock_holder!r} ({ttl}{idle})")
+    claims = [
+        f"{iso(c.unix_date)} (idle {'?' if c.idle_seconds is None else c.idle_seconds}s"
+        + (", stuck)" if c.stuck else ")")
+        for c in st.claims
+    ]
+    row("claims", ", ".join(claims[:10]) + (", ..." if len(claims) > 10 else "") or "none")
+    if st.orphaned:
+        keys = sum(len(k) for k in st.orphaned.values())
+        span = f"{iso(min(st.orphaned))}..{iso(max(st.orphaned))}"
+        row("orphaned keys", f"{keys} key(s) of {len(st.orphaned)} date(s), {span}")
+    else:
+        row("orphaned keys", "none")
+    unknown = ", ".join(st.unknown_keys[:5]) + (", ..." if len(st.unknown_keys) > 5 else "")
+    row("unknown keys", f"{len(st.unknown_keys)}: {unknown}" if st.unknown_keys else "none")
+    refused = sum(st.refused.values())
+    row("refused writes", f"{refused} ({len(st.refused)} date/event pairs)" if refused else "none")
+    row(
+        "migrations",
+        "pending: " + ", ".join(st.pending_migrations) if st.pending_migrations else "up to date",
+    )
+    row("durability", st.durability)
+    return "\n".join(lines)
+
+
 def status(
     side: RedisSide,
     store: Store | None,

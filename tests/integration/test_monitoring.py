@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from rotate_stats import family
-from rotate_stats.checks import StatusLimits, status
+from rotate_stats.checks import StatusLimits, render_status, status
 from rotate_stats.database import Store
 from rotate_stats.dates import day_start, iso, last_stable, parse_iso
 from rotate_stats.health import redis_cli, redis_where
@@ -242,6 +242,11 @@ def test_status_shows_stuck_claims(
     # younger than the threshold: shown, not a problem
     fresh = _status(redis_client, db, stuck_claim_after=3600)
     assert "stuck-claims" not in _problems(fresh) and len(fresh["claims"]) == 1  # type: ignore[arg-type]
+    text = render_status(
+        status(RedisSide(redis_client), db, NOW, StatusLimits(stuck_claim_after=0))
+    )
+    assert f"claims:          {iso(D)} (idle " in text and ", stuck)" in text
+    assert "PROBLEM stuck-claims: 1 claim(s)" in text
     # the next run picks it up: healthy again
     assert rotate(redis_client, db, now=NOW).exit_code is ExitCode.OK
     assert _status(redis_client, db, stuck_claim_after=0)["claims"] == []
