@@ -191,7 +191,7 @@ def _emit(fmt: str, data: Mapping[str, object], text: str) -> None:
 
 
 def _run(args: argparse.Namespace, settings: Settings, monitor: RunMonitor | None = None) -> int:
-    from .checks import StatusLimits, check, prune_ledger, status
+    from .checks import StatusLimits, check, prune_ledger, render_status, status
     from .connections import open_redis, open_store
     from .database import migrate, require_migrated
     from .progress import Progress
@@ -259,9 +259,7 @@ def _run(args: argparse.Namespace, settings: Settings, monitor: RunMonitor | Non
                 settings.lock_ttl,
             )
             st = status(side, store, limits=limits)
-            _emit(
-                args.format, st.as_dict(), "\n".join(f"{k}: {v}" for k, v in st.as_dict().items())
-            )
+            _emit(args.format, st.as_dict(), render_status(st))
             return st.exit_code  # 0 healthy, 1 problems (README "Monitoring")
         first = args.date if args.date is not None else args.from_
         last = args.date if args.date is not None else args.to
