@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -9,6 +10,7 @@ from . import family
 from .database import Store, pending_migrations
 from .dates import iso, last_stable, parse_iso, today
 from .errors import ConfigError, DataError
+from .health import STALE_AFTER_DAYS, newest_row, redis_cli
 from .invariants import Finding, Invariant, check_day
 from .redis_side import RedisSide
 from .report import ExitCode
@@ -81,8 +83,58 @@ def check(
 
 
 @dataclass(frozen=True)
+class StatusLimits:
+    """Thresholds past which ``status`` reports a problem and exits 1 (README "Monitoring").
+
+    Each has an environment variable; see ``settings.ENVIRONMENT``.
+    """
+
+    backlog_days: int = 2
+    """``ROTATE_STATS_ALERT_BACKLOG_DAYS``: more stable dates than this still in Redis.
+    Right before the nightly run the backlog is 1; 2 means one night was missed."""
+    stale_after_days: int = STALE_AFTER_DAYS
+    """``ROTATE_STATS_STALE_AFTER_DAYS``: the newest row lags the last stable date by more."""
+    stuck_claim_after: float = 3600.0
+    """``ROTATE_STATS_STUCK_CLAIM_AFTER``: seconds a claim may sit untouched while no run
+    holds the lock before it counts as stuck (a run that failed after claiming)."""
+    lock_ttl: float = 300.0
+    """``ROTATE_STATS_LOCK_TTL``: a lock without expiry, or with more time left than this,
+    is stale: it would block every run (exit 75) for longer than a run may hold it."""
+
+
+@dataclass(frozen=True)
+class ClaimInfo:
+    """A claim in Redis: a date whose counts a run took and has not released yet."""
+
+    unix_date: int
+    idle_seconds: int | None
+    """Seconds since a run cut or picked up the claim (OBJECT IDLETIME of its id key, read
+    without touching it; status never reads the id itself, which would reset this). None
+    where Redis does not track it (an LFU maxmemory-policy)."""
+    stuck: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "date": iso(self.unix_date),
+            "idle_seconds": self.idle_seconds,
+            "stuck": self.stuck,
+        }
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason ``status`` is not healthy: a stable ``check`` name and what to do."""
+
+    check: str
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"check": self.check, "detail": self.detail}
+
+
+@dataclass(frozen=True)
 class Status:
-    """Where rotation stands."""
+    """Where rotation stands, and what an operator should be alerted about."""
 
     earliest: int | None
     last_stable: int
@@ -98,15 +150,28 @@ class Status:
     """Keys of the stats namespaces that are not stats keys this job knows (left alone)."""
     durability: str = ""
     """What the default (auto) fence would use, and a warning when it has nothing."""
+    claims: tuple[ClaimInfo, ...] = ()
+    lock_idle_seconds: int | None = None
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """0 healthy, 1 at least one problem (``problems`` says which)."""
+        return ExitCode.FAILURE if self.problems else ExitCode.OK
 
     def as_dict(self) -> dict[str, object]:
         return {
+            "healthy": not self.problems,
+            "problems": [p.as_dict() for p in self.problems],
+            "exit_code": int(self.exit_code),
             "earliest": None if self.earliest is None else iso(self.earliest),
             "earliest_unix_date": self.earliest,
             "last_stable": iso(self.last_stable),
             "backlog_dates": self.backlog,
             "lock_holder": self.lock_holder,
             "lock_ttl_ms": self.lock_ttl_ms,
+            "lock_idle_seconds": self.lock_idle_seconds,
+            "claims": [c.as_dict() for c in self.claims],
             "orphaned_keys": {iso(d): keys for d, keys in sorted(self.orphaned.items())},
             "refused_writes": self.refused,
             "newest_row": self.newest_row,
@@ -117,37 +182,95 @@ class Status:
         }
 
 
-def status(side: RedisSide, store: Store | None, now: float | None = None) -> Status:
-    """Earliest, last stable date, backlog, orphaned keys, lock holder, newest row.
+def render_status(st: Status) -> str:
+    """``status`` for people: the verdict and its problems first, then each fact."""
+    lines = [f"status: {'healthy' if not st.problems else f'{len(st.problems)} problem(s)'}"]
+    lines += [f"  PROBLEM {p.check}: {p.detail}" for p in st.problems]
+
+    def row(name: str, text: str) -> None:
+        lines.append(f"{name + ':':<16} {text}")
+
+    earliest = iso(st.earliest) if st.earliest is not None else "absent"
+    row("earliest", st.earliest_error or earliest)
+    row("last stable", iso(st.last_stable))
+    row("backlog", f"{st.backlog} date(s)")
+    row("newest row", st.newest_row or "none")
+    if st.lock_holder is None:
+        row("lock", "free")
+    else:
+        ttl = (
+            "no expiry"
+            if st.lock_ttl_ms is None or st.lock_ttl_ms < 0
+            else f"expires in {st.lock_ttl_ms}ms"
+        )
+        idle = "" if st.lock_idle_seconds is None else f", idle {st.lock_idle_seconds}s"
+        row("lock", f"held by {st.lock_holder!r} ({ttl}{idle})")
+    claims = [
+        f"{iso(c.unix_date)} (idle {'?' if c.idle_seconds is None else c.idle_seconds}s"
+        + (", stuck)" if c.stuck else ")")
+        for c in st.claims
+    ]
+    row("claims", ", ".join(claims[:10]) + (", ..." if len(claims) > 10 else "") or "none")
+    if st.orphaned:
+        keys = sum(len(k) for k in st.orphaned.values())
+        span = f"{iso(min(st.orphaned))}..{iso(max(st.orphaned))}"
+        row("orphaned keys", f"{keys} key(s) of {len(st.orphaned)} date(s), {span}")
+    else:
+        row("orphaned keys", "none")
+    unknown = ", ".join(st.unknown_keys[:5]) + (", ..." if len(st.unknown_keys) > 5 else "")
+    row("unknown keys", f"{len(st.unknown_keys)}: {unknown}" if st.unknown_keys else "none")
+    refused = sum(st.refused.values())
+    row("refused writes", f"{refused} ({len(st.refused)} date/event pairs)" if refused else "none")
+    row(
+        "migrations",
+        "pending: " + ", ".join(st.pending_migrations) if st.pending_migrations else "up to date",
+    )
+    row("durability", st.durability)
+    return "\n".join(lines)
+
+
+def status(
+    side: RedisSide,
+    store: Store | None,
+    now: float | None = None,
+    limits: StatusLimits | None = None,
+) -> Status:
+    """Earliest, last stable date, backlog, orphaned keys, lock holder, claims, newest
+    row, and the problems among them (``limits``).
 
     Orphaned keys are live or claim keys of dates a normal run will not visit:
     below ``earliest``, or any dated key when ``earliest`` is absent. Found with
-    SCAN, so this costs O(keyspace).
+    SCAN, so this costs O(keyspace). Reads only: it changes nothing in Redis (the
+    claims' idle times are read before their ids) nor in the database.
     """
     now = time.time() if now is None else now
+    limits = limits or StatusLimits()
     stable = last_stable(now)
     earliest_error = None
     try:
         earliest = side.read_earliest()
     except DataError as exc:  # status must still show everything else
         earliest, earliest_error = None, str(exc)
+    lock_idle = _idle_seconds(side, [family.LOCK_KEY])[0][1]  # before lock_holder's GET
     holder, ttl = side.lock_holder()
+    if holder is None:
+        lock_idle = None
     dated, unknown = side.scan_keys()
     orphaned = {
         d: sorted(keys)
         for d, keys in dated.items()
         if earliest is None or d < earliest or d > today(now) + 1
     }
+    claims = _claims(side, dated, holder is None, limits.stuck_claim_after)
     newest = None
     pending: list[str] = []
     if store is not None:
         pending = pending_migrations(store)
         if not pending:
-            rows = store.rows(None, None)
-            newest = rows[-1].retrieved_for if rows else None
+            newest = newest_row(store)
     backlog = 0 if earliest is None else max(0, stable - earliest + 1)
     refused = side.refusals()
-    return Status(
+    found = Status(
         earliest,
         stable,
         backlog,
@@ -160,6 +283,128 @@ def status(side: RedisSide, store: Store | None, now: float | None = None) -> St
         earliest_error,
         tuple(unknown),
         _durability(side),
+        claims,
+        lock_idle,
+    )
+    return dataclasses.replace(
+        found, problems=tuple(_problems(found, limits, redis_cli(side.client)))
+    )
+
+
+def _idle_seconds(side: RedisSide, keys: list[str]) -> list[tuple[bool, int | None]]:
+    """(exists, OBJECT IDLETIME) of each key; the idle time is None where Redis does not
+    track it (an LFU maxmemory-policy). OBJECT does not touch the key: reading it does
+    not reset what it measures (a GET would)."""
+    pipe = side.client.pipeline(transaction=False)
+    for key in keys:
+        pipe.object("idletime", key)
+    replies = pipe.execute(raise_on_error=False) if keys else []
+    out: list[tuple[bool, int | None]] = []
+    for reply in replies:
+        if reply is None:
+            out.append((False, None))  # no such key
+        elif isinstance(reply, int) and not isinstance(reply, bool):
+            out.append((True, reply))
+        else:  # an error reply: idle time not tracked
+            out.append((True, None))
+    return out
+
+
+def _claims(
+    side: RedisSide, dated: dict[int, list[str]], lock_free: bool, stuck_after: float
+) -> tuple[ClaimInfo, ...]:
+    """Every claim in Redis (from the keys the scan found), oldest date first."""
+    dates = sorted(d for d, keys in dated.items() if family.claim_id_key(d) in keys)
+    out: list[ClaimInfo] = []
+    for start in range(0, len(dates), 1000):
+        chunk = dates[start : start + 1000]
+        found = _idle_seconds(side, [family.claim_id_key(d) for d in chunk])
+        for d, (exists, seconds) in zip(chunk, found, strict=True):
+            if not exists:
+                continue  # released since the scan
+            # no run holds the lock, so nobody is working on it; unknown age counts as old
+            stuck = lock_free and (seconds is None or seconds >= stuck_after)
+            out.append(ClaimInfo(d, seconds, stuck))
+    return tuple(out)
+
+
+def _problems(st: Status, limits: StatusLimits, cli: str) -> list[Problem]:
+    out: list[Problem] = []
+    if st.pending_migrations:
+        out.append(
+            Problem(
+                "not-migrated",
+                f"pending migrations {', '.join(st.pending_migrations)}: "
+                "run `python -m rotate_stats migrate`",
+            )
+        )
+    if st.earliest_error:
+        out.append(Problem("earliest", st.earliest_error))
+    if st.orphaned:
+        first, last = min(st.orphaned), min(max(st.orphaned), st.last_stable)
+        keys = sum(len(k) for k in st.orphaned.values())
+        out.append(
+            Problem(
+                "orphaned-keys",
+                f"{keys} stats key(s) of {len(st.orphaned)} date(s) from {iso(min(st.orphaned))} "
+                f"to {iso(max(st.orphaned))} that no run will visit ({family.EARLIEST_KEY} is "
+                f"{'absent' if st.earliest is None else iso(st.earliest)}): "
+                f"`python -m rotate_stats --from {iso(first)} --to {iso(last)}`",
+            )
+        )
+    if st.backlog > limits.backlog_days:
+        out.append(
+            Problem(
+                "backlog",
+                f"{st.backlog} stable date(s) from {iso(st.last_stable - st.backlog + 1)} still "
+                f"in Redis (more than ROTATE_STATS_ALERT_BACKLOG_DAYS={limits.backlog_days}): "
+                "is the nightly run running? see its log, then `python -m rotate_stats`",
+            )
+        )
+    if st.newest_row is not None and st.newest_row < iso(st.last_stable - limits.stale_after_days):
+        out.append(
+            Problem(
+                "stale-newest-row",
+                f"the newest row is {st.newest_row}, the last stable date {iso(st.last_stable)} "
+                f"(more than ROTATE_STATS_STALE_AFTER_DAYS={limits.stale_after_days} days): "
+                "wrong Redis database, or the job is not running?",
+            )
+        )
+    stuck = [c for c in st.claims if c.stuck]
+    if stuck:
+        shown = ", ".join(iso(c.unix_date) for c in stuck[:5]) + (", ..." if len(stuck) > 5 else "")
+        out.append(
+            Problem(
+                "stuck-claims",
+                f"{len(stuck)} claim(s) left by a run that failed after claiming ({shown}), "
+                f"untouched for {limits.stuck_claim_after:g}s or more with no run holding the "
+                "lock: the next run commits them; run `python -m rotate_stats` and read its error",
+            )
+        )
+    stale_lock = _stale_lock(st, limits.lock_ttl, cli)
+    if stale_lock:
+        out.append(Problem("stale-lock", stale_lock))
+    return out
+
+
+def _stale_lock(st: Status, lock_ttl: float, cli: str) -> str:
+    """Why the held lock will not go away by itself in time, or ""."""
+    if st.lock_holder is None or st.lock_ttl_ms is None:
+        return ""
+    why = ""
+    if st.lock_ttl_ms < 0:
+        why = "it has no expiry"
+    elif st.lock_ttl_ms > lock_ttl * 1000 + 1000:
+        why = f"it expires in {st.lock_ttl_ms / 1000:.0f}s, more than the lock TTL"
+    # A lock within the TTL needs no more checks: a run that stops refreshing it (hung,
+    # killed) loses it within the TTL. Its idle time is shown, not judged: status's own
+    # GET of the lock resets it.
+    if not why:
+        return ""
+    return (
+        f"the lock {family.LOCK_KEY} held by {st.lock_holder!r} is stale: {why} "
+        f"(ROTATE_STATS_LOCK_TTL={lock_ttl:g}s); every run exits 75 meanwhile. If no run is "
+        f"alive (ps, journalctl), delete it: {cli} DEL {family.LOCK_KEY}"
     )
 
 

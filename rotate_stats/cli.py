@@ -24,7 +24,7 @@ from .settings import ENVIRONMENT, Settings, mask_url
 # `--help` and usage errors start in a fraction of the time (docs/PERFORMANCE.md).
 
 if TYPE_CHECKING:
-    from .demo import DemoResult
+    from .monitor import RunMonitor
 
 COMMANDS = ("rotate", "check", "migrate", "status", "prune-ledger", "demo")
 
@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop before a date that violates an invariant, leaving it in Redis",
     )
     rot.add_argument("--batch-size", type=_positive, help="dates per Redis call and transaction")
+    rot.add_argument(  # issue 10 #15: README "Monitoring"
+        "--metrics-file",
+        metavar="PATH",
+        help="write the run's metrics there, Prometheus text format (ROTATE_STATS_METRICS_FILE)",
+    )
 
     chk = add("check", "check the invariants over stored rows (for CI)")
     chk.add_argument("--from", dest="from_", metavar="DATE", type=_date, help="first date")
@@ -115,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="prune entries of dates before this one (kept: claims in Redis, entries < 7 days old)",
     )
     demo = add("demo", "run the job on an in-process Redis and a new SQLite file with demo data")
-    demo.add_argument("--days", type=_positive, default=21, help="stable days of traffic (21)")
+    demo.add_argument(
+        "--days", type=_positive, default=21, help="stable days of traffic (21; 1 to 3660)"
+    )
     demo.add_argument("--seed", type=int, default=2024, help="random seed of the traffic")
     return parser
 
@@ -130,6 +137,22 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     parser = build_parser()
     args = parser.parse_args(args_list)
     env = os.environ if environ is None else environ
+    monitor: RunMonitor | None = None
+    if args.command == "rotate":  # issue 10 #15: metrics file and heartbeat of the run
+        from .monitor import RunMonitor
+
+        try:
+            monitor = RunMonitor.from_environment(args.metrics_file, env)
+        except ConfigError as exc:
+            print(f"rotate_stats: error: {exc}", file=sys.stderr)
+            return ExitCode.USAGE
+    code = _main(args, env, monitor)
+    if monitor is not None:
+        monitor.finish(code)
+    return code
+
+
+def _main(args: argparse.Namespace, env: Mapping[str, str], monitor: RunMonitor | None) -> int:
     try:
         settings = Settings.from_env(
             env,
@@ -144,7 +167,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             force=True,
         )
-        return _run(args, settings)
+        return _run(args, settings, monitor)
     except ConfigError as exc:
         print(f"rotate_stats: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
@@ -167,19 +190,31 @@ def _emit(fmt: str, data: Mapping[str, object], text: str) -> None:
     print(json.dumps(data, indent=2, sort_keys=True) if fmt == "json" else text)
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from .checks import check, prune_ledger, status
+def _run(args: argparse.Namespace, settings: Settings, monitor: RunMonitor | None = None) -> int:
+    from .checks import StatusLimits, check, prune_ledger, render_status, status
     from .connections import open_redis, open_store
     from .database import migrate, require_migrated
+    from .progress import Progress
     from .redis_side import RedisSide
     from .rotate import RotateOptions, rotate
 
-    if args.command == "demo":
-        from .demo import run_demo  # the demo alone needs fakeredis
+    if args.command == "demo":  # issue 10 #12: decisions in rotate_stats/demo.py
+        from .demo import check_days, demo_database, render_demo, run_demo
 
+        if args.redis_url:
+            raise ConfigError(
+                "--redis-url",
+                mask_url(args.redis_url),
+                "no Redis URL: the demo writes made-up data into a Redis of its own",
+            )
+        check_days(args.days)
         logging.getLogger("rotate_stats").setLevel(logging.ERROR)
-        result = run_demo(days=args.days, seed=args.seed)
-        print(render_demo(result))
+        progress = Progress(sys.stderr, what="demo")
+        try:
+            result = run_demo(args.days, args.seed, demo_database(args.database_url), progress)
+        finally:
+            progress.close()
+        _emit(args.format, result.as_dict(), render_demo(result))
         return ExitCode.OK
     if args.command == "rotate":
         if args.date is not None and (args.from_ is not None or args.to is not None):
@@ -217,13 +252,18 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             )
             return ExitCode.OK
         if args.command == "status":
-            st = status(side, store)
-            _emit(
-                args.format, st.as_dict(), "\n".join(f"{k}: {v}" for k, v in st.as_dict().items())
+            limits = StatusLimits(
+                settings.alert_backlog_days,
+                settings.stale_after_days,
+                settings.stuck_claim_after,
+                settings.lock_ttl,
             )
-            return ExitCode.OK
+            st = status(side, store, limits=limits)
+            _emit(args.format, st.as_dict(), render_status(st))
+            return st.exit_code  # 0 healthy, 1 problems (README "Monitoring")
         first = args.date if args.date is not None else args.from_
         last = args.date if args.date is not None else args.to
+        progress = Progress(sys.stderr)  # long backfills: a bar on a TTY, else log lines
         options = RotateOptions(
             first=first,
             last=last,
@@ -237,8 +277,15 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             allow_eviction=settings.allow_eviction,
             fence=settings.redis_fence,
             fence_timeout_ms=int(settings.redis_fence_timeout * 1000),
+            stale_after_days=settings.stale_after_days,
+            progress=progress,
         )
-        report = rotate(side.client, store, options)
+        try:
+            report = rotate(side.client, store, options)
+        finally:
+            progress.close()
+        if monitor is not None:
+            monitor.observe(report, side.client)
         _emit(args.format, report.as_dict(), render_report(report))
         if report.error:
             print(f"rotate_stats: error: {report.error}", file=sys.stderr)
@@ -278,36 +325,4 @@ def render_report(report: RotationReport) -> str:
     findings = report.findings
     lines.append(f"{len(findings)} invariant finding(s)")
     lines += [_finding_line(f.as_dict()) for f in findings]
-    return "\n".join(lines)
-
-
-def render_demo(result: DemoResult) -> str:
-    """The demo's per-day summary and findings."""
-    header = f"{'date':<10}  {'state':<9} " + " ".join(f"{e:>15}" for e in EVENTS) + "  findings"
-    lines = [
-        f"demo: {result.jobs} journal chat jobs recorded over "
-        f"{len(result.first.outcomes) + 2} days through the Recorder into an in-process Redis",
-        "",
-        "first run (per day):",
-        header,
-    ]
-    for o in result.first.outcomes:
-        counts = " ".join(f"{o.day.count(e):>15}" for e in EVENTS)
-        lines.append(f"{iso(o.unix_date)}  {o.state.value:<9} {counts}  {len(o.findings)}")
-    lines.append("")
-    lines.append("findings (planted anomalies; rotated anyway, as the default is):")
-    lines += ["  " + _finding_line(f.as_dict()) for f in result.first.findings]
-    lines.append("")
-    lines.append("a foreign writer then sent a late event for a rotated date; second run:")
-    for o in result.second.outcomes:
-        if o.state is DateState.UNCHANGED:
-            continue
-        counts = " ".join(f"{e}=+{o.day.count(e)}" for e in EVENTS if o.day.count(e))
-        lines.append(f"  {iso(o.unix_date)}  {o.state.value}  {counts}")
-    lines.append("")
-    lines.append(
-        f"exit code a real run would return: {int(result.first.exit_code)} "
-        f"({result.first.exit_code.name.lower()}); the demo itself exits 0"
-    )
-    lines.append(f"database: {result.database_path}  (sqlite3 it: journal_chat_job_stats)")
     return "\n".join(lines)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -31,6 +31,7 @@ from . import family
 from .database import DateCommit, Store, StoredRow, overflow, require_migrated
 from .dates import iso, last_stable, today
 from .errors import ClockSkew, ConfigError, DataError, LockHeld, RotateStatsError
+from .health import STALE_AFTER_DAYS, stale_newest_row, with_repair_hint
 from .invariants import DayCounts, Finding, check_day
 from .redis_side import Claim, Cut, Fence, RedisSide
 from .report import DateOutcome, DateState, ExitCode, RotationReport
@@ -66,6 +67,11 @@ class RotateOptions:
     """About this many bytes of breakdown text per database transaction (a date larger
     than this is committed alone): bounds one rqlite request however long the free-form
     ``failed`` reasons are, which a field count alone does not."""
+    stale_after_days: int = STALE_AFTER_DAYS
+    """With ``earliest`` absent, a newest row further behind the last stable date than
+    this is a failure (wrong Redis database?), not "nothing to rotate" (issue 10, #8)."""
+    progress: Callable[[int, int], None] | None = None
+    """Called as ``progress(dates done, dates planned)`` after each batch of the walk."""
 
 
 def plan(side: RedisSide, options: RotateOptions, now: float) -> tuple[list[int], int | None]:
@@ -152,6 +158,10 @@ def rotate(
         report.first_date, report.last_date = dates[0], dates[-1]
     elif options.first is None:
         report.notes.append(_nothing_to_do(earliest, now))
+        if earliest is None:  # looks like success; may be the wrong Redis database
+            report.error = stale_newest_row(store, client, now, options.stale_after_days)
+            if report.error:
+                log.error("%s", report.error)
     fence = side.resolve_fence(options.fence)
     report.notes.append(f"durability fence: {fence.description}")
     if fence.warning:
@@ -214,6 +224,8 @@ def _walk(
                 bad.append(exc)
                 log.error("%s", exc)
                 proceed = True
+            if options.progress is not None:
+                options.progress(min(start + options.batch_size, len(dates)), len(dates))
             if not proceed:
                 break
     except RotateStatsError as exc:
@@ -223,7 +235,7 @@ def _walk(
         side.release_lock(run_id)
     if bad and report.error is None:
         more = f" (and {len(bad) - 1} more batch(es) with bad data, logged)" if len(bad) > 1 else ""
-        report.error = str(bad[0]) + more
+        report.error = with_repair_hint(bad[0], side.client) + more
 
 
 def _orphans(side: RedisSide, now: float, max_days: int) -> tuple[str, str]:

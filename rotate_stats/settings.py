@@ -67,6 +67,29 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
         "redis_fence_timeout",
         "seconds to wait for replicas / AOF before giving up on a batch (10)",
     ),
+    # -- monitoring (issue 10 #8, #15): README "Monitoring" --
+    "ROTATE_STATS_METRICS_FILE": (
+        "metrics_file",
+        "Prometheus text file each rotate run replaces (node_exporter textfile collector)",
+    ),
+    "ROTATE_STATS_HEARTBEAT_URL": (
+        "heartbeat_url",
+        "URL pinged after each rotate run, <url>/fail when it failed (healthchecks.io)",
+    ),
+    "ROTATE_STATS_STALE_AFTER_DAYS": (
+        "stale_after_days",
+        "days the newest row may lag the last stable date: beyond, a run that finds "
+        "earliest absent fails, and status reports it (2)",
+    ),
+    "ROTATE_STATS_ALERT_BACKLOG_DAYS": (
+        "alert_backlog_days",
+        "status fails when more stable dates than this are still in Redis (2)",
+    ),
+    "ROTATE_STATS_STUCK_CLAIM_AFTER": (
+        "stuck_claim_after",
+        "seconds a claim may sit untouched with no run holding the lock before status "
+        "calls it stuck (3600)",
+    ),
     "ROTATE_STATS_STRICT": ("strict", "1 to stop before a date that violates an invariant"),
     "ROTATE_STATS_LOG_LEVEL": ("log_level", "DEBUG, INFO, WARNING or ERROR (INFO)"),
 }
@@ -110,6 +133,11 @@ class Settings:
     allow_eviction: bool = False
     redis_fence: str = "auto"
     redis_fence_timeout: float = 10.0
+    metrics_file: str | None = None
+    heartbeat_url: str | None = None
+    stale_after_days: int = 2
+    alert_backlog_days: int = 2
+    stuck_claim_after: float = 3600.0
     strict: bool = False
     log_level: str = "INFO"
 
@@ -152,6 +180,9 @@ class Settings:
                 "seconds from 0 to 86400",
             ),
             ("log_level", self.log_level in _LOG_LEVELS, f"one of {', '.join(_LOG_LEVELS)}"),
+            ("stale_after_days", 0 <= self.stale_after_days <= 3660, "days from 0 to 3660"),
+            ("alert_backlog_days", 0 <= self.alert_backlog_days <= 3660, "days from 0 to 3660"),
+            ("stuck_claim_after", 0 <= self.stuck_claim_after <= 864000, "seconds, 0 to 864000"),
             (
                 "rqlite_ca_file",
                 self.rqlite_ca_file is None or os.path.isfile(self.rqlite_ca_file),
@@ -166,7 +197,9 @@ class Settings:
         fields = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name.endswith("_url") and isinstance(value, str):
+            if f.name == "heartbeat_url" and value:
+                value = "***"  # its path is the secret (a check's UUID)
+            elif f.name.endswith("_url") and isinstance(value, str):
                 value = mask_url(value)
             fields.append(f"{f.name}={value!r}")
         return f"Settings({', '.join(fields)})"

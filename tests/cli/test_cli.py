@@ -206,8 +206,8 @@ def test_help_lists_exit_codes_and_variables(run: Run) -> None:
     assert "ROTATE_STATS_DATABASE_URL" in out and "check" in out
 
 
-def test_demo_prints_a_summary(run: Run) -> None:
-    result = run("demo", "--days", "5")
+def test_demo_prints_a_summary(run: Run, tmp_path: Path) -> None:
+    result = run("demo", "--days", "5", env={"XDG_CACHE_HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert "first run (per day):" in result.stdout
     assert "7-grammar" in result.stdout and "merged" in result.stdout
@@ -220,8 +220,9 @@ def test_status_shows_a_garbage_earliest_and_orphans(
     foreign_job(redis_client, parse_iso("2024-01-02"), "sync", "completed")
     redis_client.set(family.EARLIEST_KEY, "soon")
     result = run("status", "--format", "json", database=database)
-    assert result.returncode == 0
+    assert result.returncode == 1  # issue 10 #8: a problem an alerting check must see
     data = json.loads(result.stdout)
+    assert {p["check"] for p in data["problems"]} == {"earliest", "orphaned-keys"}
     assert "soon" in data["earliest_error"] and data["earliest"] is None
     assert "2024-01-02" in data["orphaned_keys"]
 

@@ -53,6 +53,11 @@ def test_every_known_variable_is_read() -> None:
         "ROTATE_STATS_ALLOW_EVICTION": "1",
         "ROTATE_STATS_REDIS_FENCE": "replicas:2",
         "ROTATE_STATS_REDIS_FENCE_TIMEOUT": "2.5",
+        "ROTATE_STATS_METRICS_FILE": "/var/lib/node_exporter/rotate_stats.prom",
+        "ROTATE_STATS_HEARTBEAT_URL": "https://hc-ping.com/secret-uuid",
+        "ROTATE_STATS_STALE_AFTER_DAYS": "5",
+        "ROTATE_STATS_ALERT_BACKLOG_DAYS": "4",
+        "ROTATE_STATS_STUCK_CLAIM_AFTER": "600",
     }
     assert set(env) == set(ENVIRONMENT)
     s = Settings.from_env(env)
@@ -68,6 +73,9 @@ def test_every_known_variable_is_read() -> None:
     assert s.rqlite_ca_file == __file__ and s.rqlite_insecure is True
     assert s.scan_orphans is False
     assert s.max_clock_skew == 30 and s.allow_eviction is True
+    assert s.metrics_file == "/var/lib/node_exporter/rotate_stats.prom"
+    assert s.heartbeat_url == "https://hc-ping.com/secret-uuid" and "secret" not in repr(s)
+    assert (s.stale_after_days, s.alert_backlog_days, s.stuck_claim_after) == (5, 4, 600)
     assert s.redis_fence == "replicas:2" and s.redis_fence_timeout == 2.5
 
 

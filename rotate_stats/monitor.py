@@ -1,0 +1,143 @@
+"""One CLI run as monitoring sees it: the metrics file and the heartbeat (issue 10 #15).
+
+``RunMonitor`` is made before anything else can fail (so a usage error is in the
+metrics too), is shown the report when there is one, and at the end writes the
+metrics file and pings the heartbeat. Neither can change the run's exit code:
+a failure to write or ping is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import family
+from .dates import iso, last_stable
+from .errors import ConfigError
+from .heartbeat import ping
+from .invariants import Invariant
+from .metrics import SUCCESS_EXIT_CODES, RunMetrics, write_metrics
+from .report import EXIT_MEANINGS, DateState, ExitCode, RotationReport
+
+log = logging.getLogger("rotate_stats")
+
+METRICS_FILE_VARIABLE = "ROTATE_STATS_METRICS_FILE"
+HEARTBEAT_URL_VARIABLE = "ROTATE_STATS_HEARTBEAT_URL"
+
+_MORE = re.compile(r"^\.\.\. and ([0-9]+) more ")
+"""The summary finding ``report.aggregate`` puts after the first few of a group."""
+
+
+class RunMonitor:
+    """Collects what the metrics file and the heartbeat report about one run."""
+
+    def __init__(
+        self,
+        metrics_file: str | None,
+        heartbeat_url: str | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.metrics_file = metrics_file
+        self.heartbeat_url = heartbeat_url
+        self.clock = clock
+        self.started = clock()
+        self.report: RotationReport | None = None
+        self.backlog_days: int | None = None
+        self.pending_claims: int | None = None
+        self.refused_writes: int | None = None
+
+    @classmethod
+    def from_environment(
+        cls, metrics_file: str | None, environ: Mapping[str, str]
+    ) -> RunMonitor | None:
+        """From ``--metrics-file`` (or ``ROTATE_STATS_METRICS_FILE``) and
+        ``ROTATE_STATS_HEARTBEAT_URL``; None when neither is set.
+
+        Raises ConfigError when the metrics file's directory does not exist or is
+        not writable: said at once, not discovered after the run.
+        """
+        path = metrics_file or environ.get(METRICS_FILE_VARIABLE, "").strip() or None
+        url = environ.get(HEARTBEAT_URL_VARIABLE, "").strip() or None
+        if path is not None:
+            directory = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
+                name = "--metrics-file" if metrics_file else METRICS_FILE_VARIABLE
+                raise ConfigError(name, path, "a file in an existing, writable directory")
+        if url is not None and not re.match(r"https?://", url):
+            raise ConfigError(HEARTBEAT_URL_VARIABLE, "***", "an http:// or https:// URL")
+        return cls(path, url) if path or url else None
+
+    def observe(self, report: RotationReport, client: Any) -> None:
+        """Take the report, and read what is left in Redis after the run."""
+        self.report = report
+        try:
+            self._read_redis(report, client)
+        except Exception as exc:  # monitoring never breaks the run; the metric is left out
+            log.warning("metrics: could not read Redis after the run: %s", exc)
+
+    def _read_redis(self, report: RotationReport, client: Any) -> None:
+        from .redis_side import RedisSide  # redis is loaded by now: the run used it
+
+        side = RedisSide(client)
+        self.refused_writes = sum(side.refusals().values())
+        if report.first_date is not None and report.last_date is not None:
+            dates = range(report.first_date, report.last_date + 1)
+            self.pending_claims = len(side.existing([family.claim_id_key(d) for d in dates]))
+        else:
+            self.pending_claims = 0 if report.error is None else None
+        earliest = side.read_earliest()
+        stable = last_stable(report.started_at)  # the run's own view of "now"
+        self.backlog_days = 0 if earliest is None else max(0, stable - earliest + 1)
+
+    def metrics(self, exit_code: int) -> RunMetrics:
+        """What the metrics file will say."""
+        finished = self.clock()
+        dates = dict.fromkeys((s.value for s in DateState), 0)
+        findings = dict.fromkeys((i.value for i in Invariant), 0)
+        if self.report is not None:
+            dates.update(Counter(o.state.value for o in self.report.outcomes))
+            for f in self.report.findings:  # the summary finding of a group counts its rest
+                more = _MORE.match(f.detail)
+                findings[f.invariant.value] += int(more.group(1)) if more else 1
+        return RunMetrics(
+            finished_at=finished,
+            exit_code=exit_code,
+            duration_seconds=round(max(0.0, finished - self.started), 3),
+            dates=dates,
+            findings=findings,
+            backlog_days=self.backlog_days,
+            pending_claims=self.pending_claims,
+            refused_writes=self.refused_writes,
+        )
+
+    def finish(self, exit_code: int) -> None:
+        """Write the metrics file and ping the heartbeat. Never raises."""
+        if self.metrics_file is not None:
+            try:
+                write_metrics(self.metrics_file, self.metrics(exit_code))
+            except OSError as exc:
+                log.error("metrics file %s not written: %s", self.metrics_file, exc)
+        if self.heartbeat_url is not None and exit_code != ExitCode.LOCKED:
+            # 75: another run holds the lock and will ping when it is done
+            ping(self.heartbeat_url, exit_code in SUCCESS_EXIT_CODES, self.summary(exit_code))
+
+    def summary(self, exit_code: int) -> str:
+        """One line for the heartbeat's body: exit code, dates, error."""
+        try:
+            meaning = EXIT_MEANINGS[ExitCode(exit_code)]
+        except ValueError:
+            meaning = "unknown"
+        text = f"rotate_stats exit {exit_code} ({meaning})"
+        report = self.report
+        if report is not None:
+            if report.first_date is not None and report.last_date is not None:
+                text += f"; {iso(report.first_date)}..{iso(report.last_date)}"
+            text += f"; {len(report.outcomes)} date(s), {len(report.findings)} finding(s)"
+            if report.error:
+                text += f"; error: {report.error}"
+        return text
