@@ -23,6 +23,8 @@ class CheckReport:
     rows_checked: int = 0
     pending_checked: int = 0
     findings: list[Finding] = field(default_factory=list)
+    dates_checked: set[int] = field(default_factory=set)
+    """Unix dates with a stored row or a pending date checked (JUnit: one case each)."""
 
     @property
     def exit_code(self) -> ExitCode:
@@ -51,6 +53,7 @@ def check(
     for row in store.rows(report.first, report.last):
         report.rows_checked += 1
         d = parse_iso(row.retrieved_for)
+        report.dates_checked.add(d)
         for column, detail in zip(row.problems, row.details, strict=True):
             report.findings.append(
                 Finding(
@@ -73,6 +76,7 @@ def check(
             dates = list(range(lo, hi + 1))
             for d, (live, pending) in zip(dates, side.peek(dates), strict=True):
                 report.pending_checked += 1
+                report.dates_checked.add(d)
                 day = live if pending is None else pending.plus(live)
                 if not day.is_empty():
                     report.findings += check_day(d, day)

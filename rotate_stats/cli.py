@@ -1,6 +1,13 @@
 """Command line: parse argv, build Settings, call one library function, print, exit.
 
-Library code never prints or exits; every exception is mapped to an exit code here.
+Library code never prints or exits; every exception is mapped to an exit code here,
+in ``main``. One function per command (``_cmd_<name>``).
+
+Flags common to every command (``--redis-url``, ``--format``, ...) may stand
+before or after the command name (issue 10, item 5): they are defined on the
+top-level parser and on each command with ``argparse.SUPPRESS`` defaults, so a
+value given before the command is not overwritten by the command's default;
+``COMMON_DEFAULTS`` fills in whatever was not given at all.
 """
 
 from __future__ import annotations
@@ -10,23 +17,39 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
-from .dates import iso, parse_iso
-from .errors import ConfigError, LockHeld, RotateStatsError
+from .dates import iso, last_stable, parse_iso
+from .errors import ConfigError, LockHeld, RotateStatsError, mask_text
 from .family import EVENTS
 from .report import EXIT_MEANINGS, DateState, ExitCode, RotationReport
-from .settings import ENVIRONMENT, Settings, mask_url
+from .settings import ENVIRONMENT, Settings
 
-# redis, the stores and the walk are imported by _run, when a command needs them:
-# `--help` and usage errors start in a fraction of the time (docs/PERFORMANCE.md).
+# redis, the stores and the walk are imported by the command functions, when a
+# command needs them: `--help` and usage errors start in a fraction of the time
+# (docs/PERFORMANCE.md).
 
 if TYPE_CHECKING:
+    from .checks import CheckReport, Status
     from .demo import DemoResult
 
 COMMANDS = ("rotate", "check", "migrate", "status", "prune-ledger", "demo")
+FORMATS = ("text", "json", "junit")
+
+RUN_ID = os.urandom(8).hex()
+"""This process's run id: in every log line, the report, the lock token and claim ids."""
+
+COMMON_DEFAULTS: dict[str, Any] = {
+    "redis_url": None,
+    "database_url": None,
+    "format": "text",
+    "log_level": None,
+    "log_format": None,
+}
+"""Defaults of the flags every command takes (the parser itself suppresses them)."""
 
 EPILOG = (
     "exit codes:\n"
@@ -34,6 +57,21 @@ EPILOG = (
     + "\nenvironment variables (flags override them):\n"
     + "".join(f"  {name}\n      {meaning}\n" for name, (_, meaning) in ENVIRONMENT.items())
 )
+
+
+class UsageError(Exception):
+    """A command line argparse rejects; carries the usage text of the parser concerned."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+class _Parser(argparse.ArgumentParser):
+    """Raises UsageError instead of exiting, so ``--format json`` can report it too."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.format_usage())
 
 
 def _date(text: str) -> int:
@@ -49,23 +87,41 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser; ``rotate`` is the default command."""
-    common = argparse.ArgumentParser(add_help=False)
+def _common_flags() -> _Parser:
+    """The flags every command takes, before or after its name (defaults suppressed)."""
+    common = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("--redis-url", help="Redis URL (ROTATE_STATS_REDIS_URL)")
     common.add_argument(
         "--database-url",
         help="sqlite:///path.db or rqlite[s]://[user:password@]host:port "
         "(ROTATE_STATS_DATABASE_URL)",
     )
-    common.add_argument("--format", choices=("text", "json"), default="text", help="output")
+    common.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="output: text (default), json, or junit (check only)",
+    )
     common.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
-    parser = argparse.ArgumentParser(
+    common.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="log lines on stderr: text (default) or json, one object per line "
+        "(ROTATE_STATS_LOG_FORMAT)",
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser; ``rotate`` is the default command."""
+    common = _common_flags()
+    parser = _Parser(
         prog="rotate_stats",
-        description="Rotate journal chat job stats from Redis into journal_chat_job_stats. "
-        "Without a command, runs `rotate`.",
+        description="Rotate journal chat job stats from Redis into journal_chat_job_stats.\n"
+        "Without a command, runs `rotate`. The common flags (--redis-url, --database-url,\n"
+        "--format, --log-level, --log-format) may stand before or after the command.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"rotate_stats {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
@@ -83,7 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     rot = add("rotate", "rotate every stable date, or the dates given (default command)")
     rot.add_argument("--date", type=_date, help="rotate or repair one date YYYY-MM-DD")
     rot.add_argument(
-        "--from", dest="from_", metavar="DATE", type=_date, help="first date of a range"
+        "--from",
+        dest="from_",
+        metavar="DATE",
+        type=_date,
+        help="first date of a range (alone: through the last stable date)",
     )
     rot.add_argument("--to", metavar="DATE", type=_date, help="last date of a range")
     rot.add_argument("--dry-run", action="store_true", help="print the plan, touch nothing")
@@ -97,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     chk = add("check", "check the invariants over stored rows (for CI)")
     chk.add_argument("--from", dest="from_", metavar="DATE", type=_date, help="first date")
-    chk.add_argument("--to", metavar="DATE", type=_date, help="last date")
+    chk.add_argument("--to", metavar="DATE", type=_date, help="last date (a stable date)")
     chk.add_argument(
         "--pending", action="store_true", help="also check stable dates still pending in Redis"
     )
@@ -120,131 +180,281 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def with_default_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``rotate`` put first when no command is named in it.
+
+    A command is a word that is not the value of an option: option arity is read
+    from the parser itself (every command's options), so a flag added later is
+    handled without a list to keep in step.
+    """
+    takes_value: dict[str, bool] = {}
+    parsers: list[argparse.ArgumentParser] = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers += list(action.choices.values())
+    for p in parsers:
+        for action in p._actions:
+            for flag in action.option_strings:
+                takes_value[flag] = action.nargs != 0
+    args = list(argv)
+    skip = False
+    for token in args:
+        if skip:
+            skip = False
+        elif token == "--":
+            break
+        elif token.startswith("-"):
+            skip = "=" not in token and takes_value.get(token, False)
+        elif token in COMMANDS:
+            return args
+        else:
+            break  # not a command: let `rotate` reject it
+    if any(t in ("-h", "--help", "--version") for t in args):
+        return args  # the top-level help (or version)
+    return ["rotate", *args]
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv`` (UsageError on a bad command line), with every common default set."""
+    parser = build_parser()
+    args = parser.parse_args(with_default_command(parser, argv))
+    for name, default in COMMON_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    return args
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if not args_list or (
-        args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version")
-    ):
-        args_list.insert(0, "rotate")
-    parser = build_parser()
-    args = parser.parse_args(args_list)
     env = os.environ if environ is None else environ
     try:
+        args = parse_args(args_list)
+    except UsageError as exc:
+        sys.stderr.write(exc.usage)
+        return _fail(_wanted_format(args_list), ExitCode.USAGE, f"error: {exc}")
+    settings: Settings | None = None
+    try:
+        if args.format == "junit" and args.command != "check":
+            raise ConfigError("--format", "junit", "text or json (junit is for check only)")
         settings = Settings.from_env(
             env,
             redis_url=args.redis_url,
             database_url=args.database_url,
             log_level=args.log_level.upper() if args.log_level else None,
+            log_format=args.log_format,
             strict=getattr(args, "strict", None),
             batch_size=getattr(args, "batch_size", None),
         )
-        logging.basicConfig(  # force: a new handler on this call's stderr
-            level=settings.log_level,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            force=True,
-        )
-        return _run(args, settings)
+        from .logs import setup_logging
+
+        setup_logging(settings.log_level, settings.log_format, RUN_ID)
+        return COMMAND_FUNCTIONS[args.command](args, settings)
     except ConfigError as exc:
-        print(f"rotate_stats: error: {exc}", file=sys.stderr)
-        return ExitCode.USAGE
+        return _fail(args.format, ExitCode.USAGE, f"error: {exc}")
     except LockHeld as exc:
-        print(f"rotate_stats: {exc}", file=sys.stderr)
-        return ExitCode.LOCKED
+        return _fail(args.format, ExitCode.LOCKED, str(exc))
     except RotateStatsError as exc:
-        print(f"rotate_stats: error: {exc}", file=sys.stderr)
-        return ExitCode.FAILURE
+        return _fail(args.format, ExitCode.FAILURE, f"error: {exc}")
     except Exception as exc:
         redis = sys.modules.get("redis")  # loaded by any command that got this far
         if redis is None or not isinstance(exc, redis.RedisError):
             raise
-        url = mask_url(args.redis_url or env.get("ROTATE_STATS_REDIS_URL", "") or "default URL")
-        print(f"rotate_stats: error: Redis at {url}: {exc}", file=sys.stderr)
-        return ExitCode.FAILURE
+        from .connections import explain_redis_error
+
+        url = settings.redis_url if settings is not None else args.redis_url or "default URL"
+        return _fail(args.format, ExitCode.FAILURE, f"error: {explain_redis_error(exc, url)}")
+
+
+def _wanted_format(argv: Sequence[str]) -> str:
+    """The ``--format`` of a command line argparse rejected ("text" if none readable)."""
+    wanted = "text"
+    for i, token in enumerate(argv):
+        if token == "--format" and i + 1 < len(argv):
+            wanted = argv[i + 1]
+        elif token.startswith("--format="):
+            wanted = token.partition("=")[2]
+    return wanted if wanted in FORMATS else "text"
+
+
+def _fail(fmt: str, code: ExitCode, message: str) -> int:
+    """Report an error: always on stderr; with ``--format json``/``junit`` also on stdout,
+    so a machine reading stdout gets a document whatever happened (issue 10, item 11)."""
+    message = mask_text(message)
+    print(f"rotate_stats: {message}", file=sys.stderr)
+    text = message.removeprefix("error: ")
+    if fmt == "json":
+        print(json.dumps({"error": text, "exit_code": int(code)}, indent=2, sort_keys=True))
+    elif fmt == "junit":
+        from .junit import render_junit_error
+
+        print(render_junit_error(text, int(code)))
+    return int(code)
 
 
 def _emit(fmt: str, data: Mapping[str, object], text: str) -> None:
     print(json.dumps(data, indent=2, sort_keys=True) if fmt == "json" else text)
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from .checks import check, prune_ledger, status
-    from .connections import open_redis, open_store
-    from .database import migrate, require_migrated
-    from .redis_side import RedisSide
-    from .rotate import RotateOptions, rotate
+# -- one function per command ------------------------------------------------------------
 
-    if args.command == "demo":
-        from .demo import run_demo  # the demo alone needs fakeredis
 
-        logging.getLogger("rotate_stats").setLevel(logging.ERROR)
-        result = run_demo(days=args.days, seed=args.seed)
-        print(render_demo(result))
-        return ExitCode.OK
-    if args.command == "rotate":
-        if args.date is not None and (args.from_ is not None or args.to is not None):
-            raise ConfigError("--date", iso(args.date), "either --date or --from/--to, not both")
-        if args.to is not None and args.from_ is None:
-            raise ConfigError("--to", iso(args.to), "--from as well")
-    store = open_store(settings)
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from .demo import run_demo  # the demo alone needs fakeredis
+
+    logging.getLogger("rotate_stats").setLevel(logging.ERROR)
+    result = run_demo(days=args.days, seed=args.seed)
+    print(render_demo(result))
+    return ExitCode.OK
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from .connections import open_store
+    from .database import migrate
+
+    store = open_store(settings, create=True)  # the one command that creates a SQLite file
     try:
-        if args.command == "migrate":
-            applied = migrate(store)
-            _emit(
-                args.format,
-                {"applied": applied},
-                "applied: " + ", ".join(applied) if applied else "already up to date",
-            )
-            return ExitCode.OK
-        if args.command == "check":
-            side = RedisSide(open_redis(settings.redis_url)) if args.pending else None
-            checked = check(store, args.from_, args.to, side)
-            lines = [
-                f"checked {checked.rows_checked} rows, {checked.pending_checked} pending dates"
-            ]
-            lines += [_finding_line(f.as_dict()) for f in checked.findings]
-            _emit(args.format, checked.as_dict(), "\n".join(lines))
-            return checked.exit_code
-        side = RedisSide(open_redis(settings.redis_url))
-        if args.command == "prune-ledger":
-            require_migrated(store)
-            pruned = prune_ledger(side, store, args.before)
-            _emit(
-                args.format,
-                pruned.as_dict(),
-                f"pruned {pruned.deleted} ledger entries before {pruned.before}; "
-                f"kept {pruned.kept_in_redis} whose claims are still in Redis",
-            )
-            return ExitCode.OK
-        if args.command == "status":
-            st = status(side, store)
-            _emit(
-                args.format, st.as_dict(), "\n".join(f"{k}: {v}" for k, v in st.as_dict().items())
-            )
-            return ExitCode.OK
-        first = args.date if args.date is not None else args.from_
-        last = args.date if args.date is not None else args.to
-        options = RotateOptions(
-            first=first,
-            last=last,
-            strict=settings.strict,
-            dry_run=args.dry_run,
-            batch_size=settings.batch_size,
-            lock_ttl_ms=int(settings.lock_ttl * 1000),
-            max_backlog_days=settings.max_backlog_days,
-            scan_orphans=settings.scan_orphans,
-            max_clock_skew=settings.max_clock_skew,
-            allow_eviction=settings.allow_eviction,
-            fence=settings.redis_fence,
-            fence_timeout_ms=int(settings.redis_fence_timeout * 1000),
-        )
-        report = rotate(side.client, store, options)
-        _emit(args.format, report.as_dict(), render_report(report))
-        if report.error:
-            print(f"rotate_stats: error: {report.error}", file=sys.stderr)
-        return report.exit_code
+        applied = migrate(store)
     finally:
         store.close()
+    _emit(
+        args.format,
+        {"applied": applied},
+        "applied: " + ", ".join(applied) if applied else "already up to date",
+    )
+    return ExitCode.OK
+
+
+def _check_range(first: int | None, last: int | None, now: float) -> None:
+    """ConfigError for a ``check`` range that cannot hold rows: reversed, or past the
+    last stable date (rows exist only up to it; issue 10, item 7)."""
+    if first is not None and last is not None and first > last:
+        raise ConfigError(
+            "--from", iso(first), f"a date on or before --to {iso(last)} (--from is after --to)"
+        )
+    stable = last_stable(now)
+    for flag, value in (("--from", first), ("--to", last)):
+        if value is not None and value > stable:
+            raise ConfigError(
+                flag,
+                iso(value),
+                f"a date on or before the last stable date {iso(stable)} (later dates have "
+                "no rows yet: today and yesterday in America/Los_Angeles can still change)",
+            )
+
+
+def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from .checks import check
+    from .connections import open_redis, open_store
+    from .database import require_migrated
+    from .redis_side import RedisSide
+
+    _check_range(args.from_, args.to, time.time())
+    store = open_store(settings)
+    try:
+        require_migrated(store)  # the migrate hint, not "no such table"
+        side = RedisSide(open_redis(settings.redis_url)) if args.pending else None
+        checked = check(store, args.from_, args.to, side)
+    finally:
+        store.close()
+    if args.format == "junit":
+        from .junit import render_junit
+
+        print(render_junit(checked))
+    else:
+        _emit(args.format, checked.as_dict(), render_check(checked))
+    return checked.exit_code
+
+
+def _cmd_prune_ledger(args: argparse.Namespace, settings: Settings) -> int:
+    from .checks import prune_ledger
+    from .connections import open_redis, open_store
+    from .database import require_migrated
+    from .redis_side import RedisSide
+
+    store = open_store(settings)
+    try:
+        require_migrated(store)
+        pruned = prune_ledger(RedisSide(open_redis(settings.redis_url)), store, args.before)
+    finally:
+        store.close()
+    _emit(
+        args.format,
+        pruned.as_dict(),
+        f"pruned {pruned.deleted} ledger entries before {pruned.before}; "
+        f"kept {pruned.kept_in_redis} whose claims are still in Redis",
+    )
+    return ExitCode.OK
+
+
+def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Status of Redis, and of the database when a URL is given (skipped, and said so,
+    without one: the Redis side is what an operator most often needs; issue 10, item 14)."""
+    from .checks import status
+    from .connections import open_redis, open_store
+    from .redis_side import RedisSide
+
+    store = open_store(settings) if settings.database_url is not None else None
+    try:
+        st = status(RedisSide(open_redis(settings.redis_url)), store)
+        database = store.description if store is not None else None
+    finally:
+        if store is not None:
+            store.close()
+    data = st.as_dict()
+    data["database"] = database
+    _emit(args.format, data, render_status(st, database))
+    return ExitCode.OK
+
+
+def _cmd_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    from .connections import open_redis, open_store
+    from .rotate import RotateOptions, rotate
+
+    if args.date is not None and (args.from_ is not None or args.to is not None):
+        raise ConfigError("--date", iso(args.date), "either --date or --from/--to, not both")
+    if args.to is not None and args.from_ is None:
+        raise ConfigError("--to", iso(args.to), "--from as well")
+    first = args.date if args.date is not None else args.from_
+    last = args.date if args.date is not None else args.to
+    if args.from_ is not None and args.to is None:
+        last = last_stable(time.time())  # `--from D` alone: D through the last stable date
+    options = RotateOptions(
+        first=first,
+        last=last,
+        strict=settings.strict,
+        dry_run=args.dry_run,
+        batch_size=settings.batch_size,
+        lock_ttl_ms=int(settings.lock_ttl * 1000),
+        max_backlog_days=settings.max_backlog_days,
+        scan_orphans=settings.scan_orphans,
+        max_clock_skew=settings.max_clock_skew,
+        allow_eviction=settings.allow_eviction,
+        fence=settings.redis_fence,
+        fence_timeout_ms=int(settings.redis_fence_timeout * 1000),
+    )
+    store = open_store(settings)
+    try:
+        report = rotate(open_redis(settings.redis_url), store, options, run_id=RUN_ID)
+    finally:
+        store.close()
+    _emit(args.format, report.as_dict(), render_report(report))
+    if report.error:
+        print(f"rotate_stats: error: {mask_text(report.error)}", file=sys.stderr)
+    return report.exit_code
+
+
+COMMAND_FUNCTIONS = {
+    "rotate": _cmd_rotate,
+    "check": _cmd_check,
+    "migrate": _cmd_migrate,
+    "status": _cmd_status,
+    "prune-ledger": _cmd_prune_ledger,
+    "demo": _cmd_demo,
+}
+
+
+# -- text output ---------------------------------------------------------------------------
 
 
 def _finding_line(f: Mapping[str, object]) -> str:
@@ -252,15 +462,32 @@ def _finding_line(f: Mapping[str, object]) -> str:
     return f"{f['date']} {f['invariant']} {where}: {f['detail']}"
 
 
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def _earliest_text(value: int | str | None) -> str:
+    """``earliest`` as an ISO date, or "absent" (never a raw unix date or None)."""
+    if value is None or value == "":
+        return "absent"
+    if isinstance(value, str) and not value.isdigit():
+        return repr(value)
+    return iso(int(value))
+
+
 def render_report(report: RotationReport) -> str:
-    """Human-readable run summary: one line per date with data, totals, findings."""
+    """Human-readable run summary: one line per date with data, totals, findings.
+
+    Counts of a merged date are what was *added* to its row, shown with ``+``.
+    """
     lines = []
     quiet = {DateState.ZERO_ROW: 0, DateState.UNCHANGED: 0}
     for o in report.outcomes:
         if o.state in quiet and not o.findings:
             quiet[o.state] += 1
             continue
-        counts = " ".join(f"{e}={o.day.count(e)}" for e in EVENTS)
+        sign = "+" if o.state is DateState.MERGED else ""
+        counts = " ".join(f"{e}={sign}{o.day.count(e)}" for e in EVENTS)
         extra = f"  [{o.detail}]" if o.detail else ""
         lines.append(f"{iso(o.unix_date)}  {o.state.value:<15} {counts}{extra}")
     head = "dry run: " if report.dry_run else ""
@@ -269,16 +496,86 @@ def render_report(report: RotationReport) -> str:
         if report.first_date is not None and report.last_date is not None
         else "no dates"
     )
-    lines.append(
-        f"{head}{span}: {len(report.outcomes)} dates, "
-        f"{quiet[DateState.ZERO_ROW]} zero rows, {quiet[DateState.UNCHANGED]} unchanged; "
-        f"earliest now {report.earliest_after or report.earliest_before}"
-    )
+    quiet_parts = [
+        _plural(n, "zero row") if state is DateState.ZERO_ROW else f"{n} unchanged"
+        for state, n in quiet.items()
+        if n
+    ]
+    summary = f"{head}{span}: {_plural(len(report.outcomes), 'date')}"
+    if quiet_parts:
+        summary += f" ({', '.join(quiet_parts)})"
+    before = _earliest_text(report.earliest_before)
+    if report.earliest_after is None:
+        summary += f"; earliest {before}, unchanged"
+    else:
+        summary += f"; earliest {before} -> {_earliest_text(report.earliest_after)}"
+    lines.append(summary)
     lines += report.notes
     findings = report.findings
-    lines.append(f"{len(findings)} invariant finding(s)")
+    lines.append("no invariant findings" if not findings else _plural(len(findings), "finding"))
     lines += [_finding_line(f.as_dict()) for f in findings]
     return "\n".join(lines)
+
+
+def render_check(checked: CheckReport) -> str:
+    """``check``'s text output: what was checked, then one line per finding."""
+    span = f"{checked.first or 'the first row'} to {checked.last or 'the last row'}"
+    head = f"checked {_plural(checked.rows_checked, 'stored row')}"
+    if checked.pending_checked:
+        head += f" and {_plural(checked.pending_checked, 'pending date')} in Redis"
+    head += f", {span}: "
+    head += "no findings" if not checked.findings else _plural(len(checked.findings), "finding")
+    return "\n".join([head, *(_finding_line(f.as_dict()) for f in checked.findings)])
+
+
+def render_status(st: Status, database: str | None) -> str:
+    """``status`` as an aligned listing: one line per item, a readable value each."""
+    earliest = _earliest_text(st.earliest)
+    if st.earliest is not None:
+        earliest += f" (unix date {st.earliest})"
+    if st.earliest_error:
+        earliest = f"unusable: {st.earliest_error}"
+    lock = "free"
+    if st.lock_holder is not None:
+        expires = (
+            "never"
+            if st.lock_ttl_ms is None or st.lock_ttl_ms < 0
+            else f"{st.lock_ttl_ms / 1000:.1f}s"
+        )
+        lock = f"held by {st.lock_holder} (expires in {expires})"
+    orphaned = "none"
+    if st.orphaned:
+        keys = sum(len(k) for k in st.orphaned.values())
+        dates = sorted(st.orphaned)
+        orphaned = (
+            f"{_plural(keys, 'key')} for {_plural(len(dates), 'date')}, "
+            f"{iso(dates[0])} to {iso(dates[-1])}"
+        )
+    refused = ", ".join(f"{k}={v}" for k, v in sorted(st.refused.items())) or "none"
+    items: list[tuple[str, str]] = [
+        ("earliest", earliest),
+        ("last stable date", iso(st.last_stable)),
+        ("backlog", _plural(st.backlog, "date")),
+        ("lock", lock),
+        ("orphaned keys", orphaned),
+        ("refused writes", refused),
+        ("unknown keys", ", ".join(st.unknown_keys) if st.unknown_keys else "none"),
+        ("durability", st.durability or "unknown"),
+    ]
+    if database is None:
+        items.append(("database", "skipped (no --database-url / ROTATE_STATS_DATABASE_URL given)"))
+    else:
+        pending = ", ".join(st.pending_migrations)
+        items += [
+            ("database", database),
+            ("newest row", st.newest_row or "none"),
+            (
+                "pending migrations",
+                f"{pending} (run `python -m rotate_stats migrate`)" if pending else "none",
+            ),
+        ]
+    width = max(len(label) for label, _ in items)
+    return "\n".join(f"{label + ':':<{width + 1}} {value}" for label, value in items)
 
 
 def render_demo(result: DemoResult) -> str:

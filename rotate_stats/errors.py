@@ -188,8 +188,17 @@ class LockHeld(RotateStatsError):
 class NotMigrated(RotateStatsError):
     """The database is missing migrations this version needs."""
 
-    def __init__(self, pending: list[str]) -> None:
+    def __init__(self, pending: list[str], missing_file: str | None = None) -> None:
         self.pending = pending
+        self.missing_file = missing_file
+        """The SQLite file that does not exist (only ``migrate`` creates one), or None."""
+        if missing_file is not None:
+            super().__init__(
+                f"the SQLite database {missing_file} does not exist (only `migrate` creates "
+                "one): check the path in ROTATE_STATS_DATABASE_URL / --database-url, or run "
+                "`python -m rotate_stats migrate` to create it"
+            )
+            return
         super().__init__(
             f"the database is not migrated (pending: {', '.join(pending)}); "
             "run `python -m rotate_stats migrate` first"

@@ -86,8 +86,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     ),
     "ROTATE_STATS_DATABASE_URL_FILE": (
         "database_url",
-        "file holding the database URL (a container secret); "
-        "not with ROTATE_STATS_DATABASE_URL",
+        "file holding the database URL (a container secret); not with ROTATE_STATS_DATABASE_URL",
     ),
 }
 """Variable -> (Settings field, meaning and default). The README lists the same."""

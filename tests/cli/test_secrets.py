@@ -27,6 +27,7 @@ def secured(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[tuple[RedisServer, EmulatorHandle | RqlitedNode]]:
     """A redis-server with requirepass and an rqlite (emulator or real) with Basic auth."""
+    binary = require_rqlited() if request.param == "rqlite-real" else ""  # skip before starting
     server = RedisServer(redis_binary(), tmp_path, "--requirepass", REDIS_SECRET)
     creds = [{"username": "rotate", "password": RQLITE_SECRET, "perms": ["all"]}]
     (tmp_path / "auth.json").write_text(json.dumps(creds))
@@ -35,7 +36,7 @@ def secured(
         node = start_emulator(tmp_path / "rqlite", auth_file=tmp_path / "auth.json")
     else:
         node = RqlitedNode(
-            require_rqlited(), tmp_path / "rqlited", "secured",
+            binary, tmp_path / "rqlited", "secured",
             auth_file=tmp_path / "auth.json", credentials=("rotate", RQLITE_SECRET),
         ).start()  # fmt: skip
         node.wait_ready()
