@@ -25,9 +25,13 @@ import re
 SECRET_NAME_PARTS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "CREDENTIAL")
 """A variable or field whose name contains one of these has its whole value hidden."""
 
+PLACEHOLDER = "PASSWORD"
+"""The one password text left visible: messages show the URL form ``redis://:PASSWORD@host``."""
 _URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<rest>\S*)")
 _QUERY_SECRET = re.compile(r"(?i)(?P<key>password|passwd|pwd|secret|token)=(?P<value>[^&\s]*)")
-_BARE_USERINFO = re.compile(r"(?P<lead>^|[\s'\"(])(?P<user>[^\s'\"():/@]*):(?!//)[^\s@]+@(?=\S)")
+_BARE_USERINFO = re.compile(
+    r"(?P<lead>^|[\s'\"(])(?P<user>[^\s'\"():/@]*):(?!//)(?P<password>[^\s@]+)@(?=\S)"
+)
 
 
 def mask_url(url: str) -> str:
@@ -51,12 +55,17 @@ def mask_text(text: str) -> str:
     def one_url(match: re.Match[str]) -> str:
         rest = match.group("rest")
         userinfo, at, hosts = rest.rpartition("@")
-        if at and ":" in userinfo:
-            rest = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
+        user, colon, password = userinfo.partition(":")
+        if at and colon and password != PLACEHOLDER:
+            rest = f"{user}:***@{hosts}"
         return match.group("scheme") + rest
 
-    masked = _URL.sub(one_url, text)
-    masked = _BARE_USERINFO.sub(lambda m: f"{m.group('lead')}{m.group('user')}:***@", masked)
+    def bare(match: re.Match[str]) -> str:
+        if match.group("password") == PLACEHOLDER:
+            return match.group(0)
+        return f"{match.group('lead')}{match.group('user')}:***@"
+
+    masked = _BARE_USERINFO.sub(bare, _URL.sub(one_url, text))
     return _QUERY_SECRET.sub(lambda m: f"{m.group('key')}=***", masked)
 
 
