@@ -39,8 +39,13 @@ if TYPE_CHECKING:
 COMMANDS = ("rotate", "check", "migrate", "status", "prune-ledger", "demo")
 FORMATS = ("text", "json", "junit")
 
-RUN_ID = os.urandom(8).hex()
-"""This process's run id: in every log line, the report, the lock token and claim ids."""
+
+def new_run_id() -> str:
+    """A run id: 16 random hex digits, made once per ``main`` call (once per process
+    when run as a program). It is in every log line, the report (``run_id``), the
+    lock token (``status`` shows it as the holder) and the claim ids."""
+    return os.urandom(8).hex()
+
 
 COMMON_DEFAULTS: dict[str, Any] = {
     "redis_url": None,
@@ -230,6 +235,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     env = os.environ if environ is None else environ
     try:
         args = parse_args(args_list)
+        args.run_id = new_run_id()
     except UsageError as exc:
         sys.stderr.write(exc.usage)
         return _fail(_wanted_format(args_list), ExitCode.USAGE, f"error: {exc}")
@@ -248,7 +254,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         )
         from .logs import setup_logging
 
-        setup_logging(settings.log_level, settings.log_format, RUN_ID)
+        setup_logging(settings.log_level, settings.log_format, args.run_id)
         return COMMAND_FUNCTIONS[args.command](args, settings)
     except ConfigError as exc:
         return _fail(args.format, ExitCode.USAGE, f"error: {exc}")
@@ -435,7 +441,7 @@ def _cmd_rotate(args: argparse.Namespace, settings: Settings) -> int:
     )
     store = open_store(settings)
     try:
-        report = rotate(open_redis(settings.redis_url), store, options, run_id=RUN_ID)
+        report = rotate(open_redis(settings.redis_url), store, options, run_id=args.run_id)
     finally:
         store.close()
     _emit(args.format, report.as_dict(), render_report(report))
