@@ -534,6 +534,14 @@ def render_check(checked: CheckReport) -> str:
     return "\n".join([head, *(_finding_line(f.as_dict()) for f in checked.findings)])
 
 
+def _some(items: Sequence[str], shown: int = 5) -> str:
+    """The first ``shown`` items, and how many more ("none" when empty)."""
+    if not items:
+        return "none"
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
+
+
 def render_status(st: Status, database: str | None) -> str:
     """``status`` as an aligned listing: one line per item, a readable value each."""
     earliest = _earliest_text(st.earliest)
@@ -554,8 +562,8 @@ def render_status(st: Status, database: str | None) -> str:
         keys = sum(len(k) for k in st.orphaned.values())
         dates = sorted(st.orphaned)
         orphaned = (
-            f"{_plural(keys, 'key')} for {_plural(len(dates), 'date')}, "
-            f"{iso(dates[0])} to {iso(dates[-1])}"
+            f"{_plural(keys, 'key')} for {_plural(len(dates), 'date')}: "
+            f"{_some([iso(d) for d in dates])}"
         )
     refused = ", ".join(f"{k}={v}" for k, v in sorted(st.refused.items())) or "none"
     items: list[tuple[str, str]] = [
@@ -565,7 +573,7 @@ def render_status(st: Status, database: str | None) -> str:
         ("lock", lock),
         ("orphaned keys", orphaned),
         ("refused writes", refused),
-        ("unknown keys", ", ".join(st.unknown_keys) if st.unknown_keys else "none"),
+        ("unknown keys", _some(st.unknown_keys)),
         ("durability", st.durability or "unknown"),
     ]
     if database is None:

@@ -241,7 +241,8 @@ def _unknown_hint(name: str) -> str:
 
 
 def read_secret_file(variable: str, path: str) -> str:
-    """The content of the file ``variable`` names, less one trailing newline.
+    """The content of the file ``variable`` names, less one trailing newline (like any
+    variable's value, it is then stripped of surrounding blanks).
 
     Errors name the variable and the path, never the content: a missing or
     unreadable file, or one that is empty, is a ConfigError.

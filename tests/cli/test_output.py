@@ -132,3 +132,18 @@ def test_json_on_stdout_for_a_config_error(run: Run) -> None:
     result = run("status", "--format", "json", env={"ROTATE_STATS_BATCHSIZE": "3"})
     assert result.returncode == 2
     assert "ROTATE_STATS_BATCHSIZE" in json.loads(result.stdout)["error"]
+
+
+def test_status_text_lists_orphans_and_unknown_keys_briefly(
+    run: Run, redis_client: redis.Redis, env: dict[str, str]
+) -> None:
+    d = last_stable(time.time()) - 20
+    for i in range(7):  # stats keys below earliest: orphans
+        foreign_job(redis_client, d + i, "sync", "completed")
+    redis_client.set(family.EARLIEST_KEY, d + 10)
+    redis_client.hset(f"{family.counts_key(d + 10)}:extra:cancelled", "sync", 1)  # unknown key
+    result = run("status", env=env)
+    listing = {x.split(":", 1)[0]: x.split(":", 1)[1].strip() for x in result.stdout.splitlines()}
+    shown = ", ".join(iso(d + i) for i in range(5))
+    assert listing["orphaned keys"].endswith(f"for 7 dates: {shown} and 2 more")
+    assert listing["unknown keys"] == f"{family.counts_key(d + 10)}:extra:cancelled"
