@@ -447,7 +447,28 @@ def _cmd_rotate(args: argparse.Namespace, settings: Settings) -> int:
     _emit(args.format, report.as_dict(), render_report(report))
     if report.error:
         print(f"rotate_stats: error: {mask_text(report.error)}", file=sys.stderr)
+    _log_summary(report)
     return report.exit_code
+
+
+def _log_summary(report: RotationReport) -> None:
+    """One log line per run with its totals: what a JSON log pipeline alerts on."""
+    states: dict[str, int] = {}
+    for o in report.outcomes:
+        states[o.state.value] = states.get(o.state.value, 0) + 1
+    log = logging.getLogger("rotate_stats")
+    log.info(
+        "run done: exit %d, %s, %s",
+        int(report.exit_code),
+        ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "no dates",
+        _plural(len(report.findings), "finding"),
+        extra={
+            "exit_code": int(report.exit_code),
+            "states": states,
+            "findings": len(report.findings),
+            "dry_run": report.dry_run,
+        },
+    )
 
 
 COMMAND_FUNCTIONS = {

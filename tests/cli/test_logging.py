@@ -61,6 +61,9 @@ def test_json_logs_carry_run_id_date_state_counts(
     assert outcome["state"] == "inserted" and outcome["level"] == "INFO"
     assert outcome["counts"]["requested"] == 1 and outcome["counts"]["completed"] == 1
     assert all(cid.startswith(run_id + ".") for cid in _claim_ids(env))  # claims name the run
+    done = lines[-1]
+    assert done["message"].startswith("run done: exit 0") and done["exit_code"] == 0
+    assert done["states"]["inserted"] == 1 and done["findings"] == 0
 
 
 def test_text_logs_carry_the_run_id(run: Run, setup: tuple[dict[str, str], int]) -> None:
