@@ -42,8 +42,7 @@ def mask_url(url: str) -> str:
     password holds a ``/``, ``?`` or ``#`` (it errs towards hiding more).
     A ``user@`` without a password is kept (it is a user name).
     """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
+    if "://" not in url:
         return url if "@" not in url else "<hidden: not a URL>"
     return mask_text(url)
 
