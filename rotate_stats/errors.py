@@ -9,12 +9,15 @@
     ├── FenceNotMet             Redis did not confirm the claims durable in time (exit 1)
     ├── DataError               Redis or the table holds something we cannot use (exit 1)
     ├── LockHeld                another run holds the lock (exit 75)
-    ├── NotMigrated             the database lacks migrations (exit 1)
+    ├── NotMigrated             the database lacks migrations, or its SQLite file (exit 1)
     └── StoreError              the database failed or is unreachable (exit 1)
 
 Every error keeps its facts as attributes and says what to do next. When one
 is raised nothing has been lost: keys that were not committed are still in
 Redis, and the database only ever sees whole batches.
+
+The masking of secrets lives here too (``mask_text``, ``mask_url``), so that
+``ConfigError`` masks whatever it echoes and no call site can forget to.
 """
 
 from __future__ import annotations
