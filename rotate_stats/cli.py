@@ -209,7 +209,9 @@ def with_default_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -
         elif token == "--":
             break
         elif token.startswith("-"):
-            skip = "=" not in token and takes_value.get(token, False)
+            # argparse accepts unambiguous prefixes (--redis for --redis-url)
+            arity = {v for flag, v in takes_value.items() if flag.startswith(token)}
+            skip = "=" not in token and takes_value.get(token, arity == {True})
         elif token in COMMANDS:
             return args
         else:

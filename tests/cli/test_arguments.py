@@ -68,6 +68,12 @@ def test_without_a_command_it_is_rotate(argv: list[str]) -> None:
     assert parse_args(argv).command == "rotate"
 
 
+def test_an_abbreviated_flag_before_the_command() -> None:
+    args = parse_args(["--redis", "redis://r:1/0", "--form", "json", "status"])
+    assert args.command == "status" and args.redis_url == "redis://r:1/0"
+    assert args.format == "json"
+
+
 def test_an_option_value_that_names_a_command_is_not_the_command() -> None:
     args = parse_args(["--database-url", "status", "check"])  # a (silly) file named status
     assert args.command == "check" and args.database_url == "status"
