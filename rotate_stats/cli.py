@@ -267,6 +267,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except Exception as exc:
         redis = sys.modules.get("redis")  # loaded by any command that got this far
         if redis is None or not isinstance(exc, redis.RedisError):
+            if args.format != "text":  # a bug: still a document on stdout, then the traceback
+                _fail(args.format, ExitCode.FAILURE, f"error: internal error: {exc!r}")
             raise
         from .connections import explain_redis_error
 

@@ -147,3 +147,26 @@ def test_status_text_lists_orphans_and_unknown_keys_briefly(
     shown = ", ".join(iso(d + i) for i in range(5))
     assert listing["orphaned keys"].endswith(f"for 7 dates: {shown} and 2 more")
     assert listing["unknown keys"] == f"{family.counts_key(d + 10)}:extra:cancelled"
+
+
+def test_json_on_stdout_even_for_a_bug(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unexpected exception still leaves a JSON document on stdout, then propagates."""
+    import logging
+
+    from rotate_stats import cli
+
+    def broken(*_: object) -> int:
+        raise RuntimeError("a bug with redis://:bug-Secret@h:1 in it")
+
+    monkeypatch.setitem(cli.COMMAND_FUNCTIONS, "status", broken)
+    handlers, level = logging.root.handlers[:], logging.root.level
+    try:
+        with pytest.raises(RuntimeError):
+            cli.main(["status", "--format", "json"], environ={})
+    finally:
+        logging.root.handlers[:], logging.root.level = handlers, level
+    data = json.loads(capsys.readouterr().out)
+    assert data["exit_code"] == 1 and "internal error" in data["error"]
+    assert "bug-Secret" not in data["error"]
