@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack, closing
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
@@ -322,11 +323,9 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from .connections import open_store
     from .database import migrate
 
-    store = open_store(settings, create=True)  # the one command that creates a SQLite file
-    try:
+    # the one command that creates a missing SQLite file (issue 10, item 6)
+    with closing(open_store(settings, create=True)) as store:
         applied = migrate(store)
-    finally:
-        store.close()
     _emit(
         args.format,
         {"applied": applied},
@@ -360,13 +359,13 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from .redis_side import RedisSide
 
     _check_range(args.from_, args.to, time.time())
-    store = open_store(settings)
-    try:
+    with closing(open_store(settings)) as store:
         require_migrated(store)  # the migrate hint, not "no such table"
-        side = RedisSide(open_redis(settings.redis_url)) if args.pending else None
-        checked = check(store, args.from_, args.to, side)
-    finally:
-        store.close()
+        if args.pending:
+            with closing(open_redis(settings.redis_url)) as client:
+                checked = check(store, args.from_, args.to, RedisSide(client))
+        else:
+            checked = check(store, args.from_, args.to)
     if args.format == "junit":
         from .junit import render_junit
 
@@ -382,12 +381,9 @@ def _cmd_prune_ledger(args: argparse.Namespace, settings: Settings) -> int:
     from .database import require_migrated
     from .redis_side import RedisSide
 
-    store = open_store(settings)
-    try:
+    with closing(open_store(settings)) as store, closing(open_redis(settings.redis_url)) as client:
         require_migrated(store)
-        pruned = prune_ledger(RedisSide(open_redis(settings.redis_url)), store, args.before)
-    finally:
-        store.close()
+        pruned = prune_ledger(RedisSide(client), store, args.before)
     _emit(
         args.format,
         pruned.as_dict(),
@@ -404,13 +400,13 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from .connections import open_redis, open_store
     from .redis_side import RedisSide
 
-    store = open_store(settings) if settings.database_url is not None else None
-    try:
-        st = status(RedisSide(open_redis(settings.redis_url)), store)
+    with ExitStack() as stack:
+        store = None
+        if settings.database_url is not None:
+            store = stack.enter_context(closing(open_store(settings)))
+        client = stack.enter_context(closing(open_redis(settings.redis_url)))
+        st = status(RedisSide(client), store)
         database = store.description if store is not None else None
-    finally:
-        if store is not None:
-            store.close()
     data = st.as_dict()
     data["database"] = database
     _emit(args.format, data, render_status(st, database))
@@ -443,11 +439,8 @@ def _cmd_rotate(args: argparse.Namespace, settings: Settings) -> int:
         fence=settings.redis_fence,
         fence_timeout_ms=int(settings.redis_fence_timeout * 1000),
     )
-    store = open_store(settings)
-    try:
-        report = rotate(open_redis(settings.redis_url), store, options, run_id=args.run_id)
-    finally:
-        store.close()
+    with closing(open_store(settings)) as store, closing(open_redis(settings.redis_url)) as client:
+        report = rotate(client, store, options, run_id=args.run_id)
     _emit(args.format, report.as_dict(), render_report(report))
     if report.error:
         print(f"rotate_stats: error: {mask_text(report.error)}", file=sys.stderr)
