@@ -51,8 +51,10 @@ def mask_url(url: str) -> str:
 
 
 def mask_text(text: str) -> str:
-    """``text`` with every URL password, ``password=`` query value and bare
-    ``user:password@host`` hidden: for any message that may echo a setting."""
+    """``text`` with every URL password and ``password=`` query value hidden: for
+    any message or log line that may echo a setting. (A bare ``user:password@host``
+    is hidden only in a setting's value, ``mask_value``: in other text it is more
+    likely data, such as a breakdown key an operator must find to repair it.)"""
 
     def one_url(match: re.Match[str]) -> str:
         rest = match.group("rest")
@@ -62,23 +64,27 @@ def mask_text(text: str) -> str:
             rest = f"{user}:***@{hosts}"
         return match.group("scheme") + rest
 
+    return _QUERY_SECRET.sub(lambda m: f"{m.group('key')}=***", _URL.sub(one_url, text))
+
+
+def _mask_bare_userinfo(text: str) -> str:
     def bare(match: re.Match[str]) -> str:
         if match.group("password") == PLACEHOLDER:
             return match.group(0)
         return f"{match.group('lead')}{match.group('user')}:***@"
 
-    masked = _BARE_USERINFO.sub(bare, _URL.sub(one_url, text))
-    return _QUERY_SECRET.sub(lambda m: f"{m.group('key')}=***", masked)
+    return _BARE_USERINFO.sub(bare, text)
 
 
 def mask_value(name: str, value: object) -> object:
     """``value`` as safe to print in a message about ``name``: wholly hidden when the
-    name says it is a secret, else with URL- and password-shaped parts hidden."""
+    name says it is a secret, else with URL- and password-shaped parts hidden
+    (``user:password@host`` without a scheme too)."""
     if value is None or value == "":
         return value
     if any(part in name.upper() for part in SECRET_NAME_PARTS):
         return "***"
-    return mask_text(value) if isinstance(value, str) else value
+    return _mask_bare_userinfo(mask_text(value)) if isinstance(value, str) else value
 
 
 class RotateStatsError(Exception):

@@ -396,7 +396,9 @@ def test_no_config_error_echoes_a_password(name: str, value: str) -> None:
 
 
 def test_config_error_masks_whatever_the_call_site_passes() -> None:
-    error = ConfigError("anything", f"see rediss://u:{SECRET}@h:1 and x", f"not u:{SECRET}@h")
+    error = ConfigError(
+        "anything", f"see rediss://u:{SECRET}@h:1 and x", f"not rediss://u:{SECRET}@h"
+    )
     assert SECRET not in str(error) and "rediss://u:***@h:1" in str(error)
     assert ConfigError("--db-password", SECRET, "x").value == "***"
 
@@ -497,3 +499,13 @@ def test_log_format_is_validated() -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"ROTATE_STATS_LOG_FORMAT": "xml"})
     assert "ROTATE_STATS_LOG_FORMAT" in str(info.value) and "text or json" in str(info.value)
+
+
+def test_data_shaped_like_userinfo_is_left_alone_outside_setting_values() -> None:
+    """A breakdown key such as ``sync:llm:bad@x`` in a data error stays readable (an
+    operator must find it to repair it); a URL's password is hidden everywhere."""
+    from rotate_stats.errors import DataError, mask_text
+
+    text = str(DataError("stats key", "sync:llm:bad@x", "abc", "an integer"))
+    assert mask_text(text) == text
+    assert mask_text(f"see redis://:{SECRET}@h:1") == "see redis://:***@h:1"
