@@ -25,6 +25,8 @@ class CheckReport:
     rows_checked: int = 0
     pending_checked: int = 0
     findings: list[Finding] = field(default_factory=list)
+    dates_checked: set[int] = field(default_factory=set)
+    """Unix dates with a stored row or a pending date checked (JUnit: one case each)."""
 
     @property
     def exit_code(self) -> ExitCode:
@@ -53,6 +55,7 @@ def check(
     for row in store.rows(report.first, report.last):
         report.rows_checked += 1
         d = parse_iso(row.retrieved_for)
+        report.dates_checked.add(d)
         for column, detail in zip(row.problems, row.details, strict=True):
             report.findings.append(
                 Finding(
@@ -75,6 +78,7 @@ def check(
             dates = list(range(lo, hi + 1))
             for d, (live, pending) in zip(dates, side.peek(dates), strict=True):
                 report.pending_checked += 1
+                report.dates_checked.add(d)
                 day = live if pending is None else pending.plus(live)
                 if not day.is_empty():
                     report.findings += check_day(d, day)
@@ -180,53 +184,6 @@ class Status:
             "unknown_keys": list(self.unknown_keys),
             "durability": self.durability,
         }
-
-
-def render_status(st: Status) -> str:
-    """``status`` for people: the verdict and its problems first, then each fact."""
-    lines = [f"status: {'healthy' if not st.problems else f'{len(st.problems)} problem(s)'}"]
-    lines += [f"  PROBLEM {p.check}: {p.detail}" for p in st.problems]
-
-    def row(name: str, text: str) -> None:
-        lines.append(f"{name + ':':<16} {text}")
-
-    earliest = iso(st.earliest) if st.earliest is not None else "absent"
-    row("earliest", st.earliest_error or earliest)
-    row("last stable", iso(st.last_stable))
-    row("backlog", f"{st.backlog} date(s)")
-    row("newest row", st.newest_row or "none")
-    if st.lock_holder is None:
-        row("lock", "free")
-    else:
-        ttl = (
-            "no expiry"
-            if st.lock_ttl_ms is None or st.lock_ttl_ms < 0
-            else f"expires in {st.lock_ttl_ms}ms"
-        )
-        idle = "" if st.lock_idle_seconds is None else f", idle {st.lock_idle_seconds}s"
-        row("lock", f"held by {st.lock_holder!r} ({ttl}{idle})")
-    claims = [
-        f"{iso(c.unix_date)} (idle {'?' if c.idle_seconds is None else c.idle_seconds}s"
-        + (", stuck)" if c.stuck else ")")
-        for c in st.claims
-    ]
-    row("claims", ", ".join(claims[:10]) + (", ..." if len(claims) > 10 else "") or "none")
-    if st.orphaned:
-        keys = sum(len(k) for k in st.orphaned.values())
-        span = f"{iso(min(st.orphaned))}..{iso(max(st.orphaned))}"
-        row("orphaned keys", f"{keys} key(s) of {len(st.orphaned)} date(s), {span}")
-    else:
-        row("orphaned keys", "none")
-    unknown = ", ".join(st.unknown_keys[:5]) + (", ..." if len(st.unknown_keys) > 5 else "")
-    row("unknown keys", f"{len(st.unknown_keys)}: {unknown}" if st.unknown_keys else "none")
-    refused = sum(st.refused.values())
-    row("refused writes", f"{refused} ({len(st.refused)} date/event pairs)" if refused else "none")
-    row(
-        "migrations",
-        "pending: " + ", ".join(st.pending_migrations) if st.pending_migrations else "up to date",
-    )
-    row("durability", st.durability)
-    return "\n".join(lines)
 
 
 def status(

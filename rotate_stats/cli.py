@@ -1,6 +1,13 @@
 """Command line: parse argv, build Settings, call one library function, print, exit.
 
-Library code never prints or exits; every exception is mapped to an exit code here.
+Library code never prints or exits; every exception is mapped to an exit code here,
+in ``main``. One function per command (``_cmd_<name>``).
+
+Flags common to every command (``--redis-url``, ``--format``, ...) may stand
+before or after the command name (issue 10, item 5): they are defined on the
+top-level parser and on each command with ``argparse.SUPPRESS`` defaults, so a
+value given before the command is not overwritten by the command's default;
+``COMMON_DEFAULTS`` fills in whatever was not given at all.
 """
 
 from __future__ import annotations
@@ -10,23 +17,44 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from contextlib import ExitStack, closing
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
-from .dates import iso, parse_iso
-from .errors import ConfigError, LockHeld, RotateStatsError
-from .family import EVENTS
-from .report import EXIT_MEANINGS, DateState, ExitCode, RotationReport
-from .settings import ENVIRONMENT, Settings, mask_url
+from .dates import iso, last_stable, parse_iso
+from .errors import ConfigError, LockHeld, RotateStatsError, mask_text
+from .render import plural, render_check, render_report, render_status
+from .report import EXIT_MEANINGS, ExitCode, RotationReport
+from .settings import ENVIRONMENT, Settings
 
-# redis, the stores and the walk are imported by _run, when a command needs them:
-# `--help` and usage errors start in a fraction of the time (docs/PERFORMANCE.md).
+# redis, the stores and the walk are imported by the command functions, when a
+# command needs them: `--help` and usage errors start in a fraction of the time
+# (docs/PERFORMANCE.md).
 
 if TYPE_CHECKING:
     from .monitor import RunMonitor
 
 COMMANDS = ("rotate", "check", "migrate", "status", "prune-ledger", "demo")
+FORMATS = ("text", "json", "junit")
+
+
+def new_run_id() -> str:
+    """A run id: 16 random hex digits, made once per ``main`` call (once per process
+    when run as a program). It is in every log line, the report (``run_id``), the
+    lock token (``status`` shows it as the holder) and the claim ids."""
+    return os.urandom(8).hex()
+
+
+COMMON_DEFAULTS: dict[str, Any] = {
+    "redis_url": None,
+    "database_url": None,
+    "format": "text",
+    "log_level": None,
+    "log_format": None,
+}
+"""Defaults of the flags every command takes (the parser itself suppresses them)."""
 
 EPILOG = (
     "exit codes:\n"
@@ -34,6 +62,21 @@ EPILOG = (
     + "\nenvironment variables (flags override them):\n"
     + "".join(f"  {name}\n      {meaning}\n" for name, (_, meaning) in ENVIRONMENT.items())
 )
+
+
+class UsageError(Exception):
+    """A command line argparse rejects; carries the usage text of the parser concerned."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+class _Parser(argparse.ArgumentParser):
+    """Raises UsageError instead of exiting, so ``--format json`` can report it too."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.format_usage())
 
 
 def _date(text: str) -> int:
@@ -49,23 +92,41 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser; ``rotate`` is the default command."""
-    common = argparse.ArgumentParser(add_help=False)
+def _common_flags() -> _Parser:
+    """The flags every command takes, before or after its name (defaults suppressed)."""
+    common = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("--redis-url", help="Redis URL (ROTATE_STATS_REDIS_URL)")
     common.add_argument(
         "--database-url",
         help="sqlite:///path.db or rqlite[s]://[user:password@]host:port "
         "(ROTATE_STATS_DATABASE_URL)",
     )
-    common.add_argument("--format", choices=("text", "json"), default="text", help="output")
+    common.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="output: text (default), json, or junit (check only)",
+    )
     common.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
-    parser = argparse.ArgumentParser(
+    common.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="log lines on stderr: text (default) or json, one object per line "
+        "(ROTATE_STATS_LOG_FORMAT)",
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser; ``rotate`` is the default command."""
+    common = _common_flags()
+    parser = _Parser(
         prog="rotate_stats",
-        description="Rotate journal chat job stats from Redis into journal_chat_job_stats. "
-        "Without a command, runs `rotate`.",
+        description="Rotate journal chat job stats from Redis into journal_chat_job_stats.\n"
+        "Without a command, runs `rotate`. The common flags (--redis-url, --database-url,\n"
+        "--format, --log-level, --log-format) may stand before or after the command.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"rotate_stats {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
@@ -83,7 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     rot = add("rotate", "rotate every stable date, or the dates given (default command)")
     rot.add_argument("--date", type=_date, help="rotate or repair one date YYYY-MM-DD")
     rot.add_argument(
-        "--from", dest="from_", metavar="DATE", type=_date, help="first date of a range"
+        "--from",
+        dest="from_",
+        metavar="DATE",
+        type=_date,
+        help="first date of a range (alone: through the last stable date)",
     )
     rot.add_argument("--to", metavar="DATE", type=_date, help="last date of a range")
     rot.add_argument("--dry-run", action="store_true", help="print the plan, touch nothing")
@@ -94,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop before a date that violates an invariant, leaving it in Redis",
     )
     rot.add_argument("--batch-size", type=_positive, help="dates per Redis call and transaction")
-    rot.add_argument(  # issue 10 #15: README "Monitoring"
+    rot.add_argument(  # README "Monitoring"
         "--metrics-file",
         metavar="PATH",
         help="write the run's metrics there, Prometheus text format (ROTATE_STATS_METRICS_FILE)",
@@ -102,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     chk = add("check", "check the invariants over stored rows (for CI)")
     chk.add_argument("--from", dest="from_", metavar="DATE", type=_date, help="first date")
-    chk.add_argument("--to", metavar="DATE", type=_date, help="last date")
+    chk.add_argument("--to", metavar="DATE", type=_date, help="last date (a stable date)")
     chk.add_argument(
         "--pending", action="store_true", help="also check stable dates still pending in Redis"
     )
@@ -127,202 +192,338 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def with_default_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``rotate`` put first when no command is named in it.
+
+    A command is a word that is not the value of an option: option arity is read
+    from the parser itself (every command's options), so a flag added later is
+    handled without a list to keep in step.
+    """
+    takes_value: dict[str, bool] = {}
+    parsers: list[argparse.ArgumentParser] = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers += list(action.choices.values())
+    for p in parsers:
+        for action in p._actions:
+            for flag in action.option_strings:
+                takes_value[flag] = action.nargs != 0
+    args = list(argv)
+    skip = False
+    for token in args:
+        if skip:
+            skip = False
+        elif token == "--":
+            break
+        elif token.startswith("-"):
+            # argparse accepts unambiguous prefixes (--redis for --redis-url)
+            arity = {v for flag, v in takes_value.items() if flag.startswith(token)}
+            skip = "=" not in token and takes_value.get(token, arity == {True})
+        elif token in COMMANDS:
+            return args
+        else:
+            break  # not a command: let `rotate` reject it
+    if any(t in ("-h", "--help", "--version") for t in args):
+        return args  # the top-level help (or version)
+    return ["rotate", *args]
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv`` (UsageError on a bad command line), with every common default set."""
+    parser = build_parser()
+    args = parser.parse_args(with_default_command(parser, argv))
+    for name, default in COMMON_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    return args
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if not args_list or (
-        args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version")
-    ):
-        args_list.insert(0, "rotate")
-    parser = build_parser()
-    args = parser.parse_args(args_list)
     env = os.environ if environ is None else environ
+    try:
+        args = parse_args(args_list)
+        args.run_id = new_run_id()
+    except UsageError as exc:
+        sys.stderr.write(exc.usage)
+        return _fail(_wanted_format(args_list), ExitCode.USAGE, f"error: {exc}")
     monitor: RunMonitor | None = None
-    if args.command == "rotate":  # issue 10 #15: metrics file and heartbeat of the run
+    if args.command == "rotate":  # metrics file and heartbeat of the run (README "Monitoring")
         from .monitor import RunMonitor
 
         try:
             monitor = RunMonitor.from_environment(args.metrics_file, env)
         except ConfigError as exc:
-            print(f"rotate_stats: error: {exc}", file=sys.stderr)
-            return ExitCode.USAGE
-    code = _main(args, env, monitor)
+            return _fail(args.format, ExitCode.USAGE, f"error: {exc}")
+        args.monitor = monitor
+    code = _main(args, env)
     if monitor is not None:
         monitor.finish(code)
     return code
 
 
-def _main(args: argparse.Namespace, env: Mapping[str, str], monitor: RunMonitor | None) -> int:
+def _main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings: Settings | None = None
     try:
+        if args.format == "junit" and args.command != "check":
+            raise ConfigError("--format", "junit", "text or json (junit is for check only)")
         settings = Settings.from_env(
             env,
             redis_url=args.redis_url,
             database_url=args.database_url,
             log_level=args.log_level.upper() if args.log_level else None,
+            log_format=args.log_format,
             strict=getattr(args, "strict", None),
             batch_size=getattr(args, "batch_size", None),
         )
-        logging.basicConfig(  # force: a new handler on this call's stderr
-            level=settings.log_level,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            force=True,
-        )
-        return _run(args, settings, monitor)
+        from .logs import setup_logging
+
+        setup_logging(settings.log_level, settings.log_format, args.run_id)
+        return COMMAND_FUNCTIONS[args.command](args, settings)
     except ConfigError as exc:
-        print(f"rotate_stats: error: {exc}", file=sys.stderr)
-        return ExitCode.USAGE
+        return _fail(args.format, ExitCode.USAGE, f"error: {exc}")
     except LockHeld as exc:
-        print(f"rotate_stats: {exc}", file=sys.stderr)
-        return ExitCode.LOCKED
+        return _fail(args.format, ExitCode.LOCKED, str(exc))
     except RotateStatsError as exc:
-        print(f"rotate_stats: error: {exc}", file=sys.stderr)
-        return ExitCode.FAILURE
+        return _fail(args.format, ExitCode.FAILURE, f"error: {exc}")
     except Exception as exc:
         redis = sys.modules.get("redis")  # loaded by any command that got this far
         if redis is None or not isinstance(exc, redis.RedisError):
+            if args.format != "text":  # a bug: still a document on stdout, then the traceback
+                _fail(args.format, ExitCode.FAILURE, f"error: internal error: {exc!r}")
             raise
-        url = mask_url(args.redis_url or env.get("ROTATE_STATS_REDIS_URL", "") or "default URL")
-        print(f"rotate_stats: error: Redis at {url}: {exc}", file=sys.stderr)
-        return ExitCode.FAILURE
+        from .connections import explain_redis_error
+
+        url = settings.redis_url if settings is not None else args.redis_url or "default URL"
+        return _fail(args.format, ExitCode.FAILURE, f"error: {explain_redis_error(exc, url)}")
+
+
+def _wanted_format(argv: Sequence[str]) -> str:
+    """The ``--format`` of a command line argparse rejected ("text" if none readable)."""
+    wanted = "text"
+    for i, token in enumerate(argv):
+        if token == "--format" and i + 1 < len(argv):
+            wanted = argv[i + 1]
+        elif token.startswith("--format="):
+            wanted = token.partition("=")[2]
+    return wanted if wanted in FORMATS else "text"
+
+
+def _fail(fmt: str, code: ExitCode, message: str) -> int:
+    """Report an error: always on stderr; with ``--format json``/``junit`` also on stdout,
+    so a machine reading stdout gets a document whatever happened (issue 10, item 11)."""
+    message = mask_text(message)
+    print(f"rotate_stats: {message}", file=sys.stderr)
+    text = message.removeprefix("error: ")
+    if fmt == "json":
+        print(json.dumps({"error": text, "exit_code": int(code)}, indent=2, sort_keys=True))
+    elif fmt == "junit":
+        from .junit import render_junit_error
+
+        print(render_junit_error(text, int(code)))
+    return int(code)
 
 
 def _emit(fmt: str, data: Mapping[str, object], text: str) -> None:
     print(json.dumps(data, indent=2, sort_keys=True) if fmt == "json" else text)
 
 
-def _run(args: argparse.Namespace, settings: Settings, monitor: RunMonitor | None = None) -> int:
-    from .checks import StatusLimits, check, prune_ledger, render_status, status
-    from .connections import open_redis, open_store
-    from .database import migrate, require_migrated
+# -- one function per command ------------------------------------------------------------
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    # decisions (database file, Redis, --days bounds) in rotate_stats/demo.py
+    from .demo import check_days, demo_database, render_demo, run_demo
+    from .errors import mask_url
     from .progress import Progress
+
+    if args.redis_url:
+        raise ConfigError(
+            "--redis-url",
+            mask_url(args.redis_url),
+            "no Redis URL: the demo writes made-up data into a Redis of its own",
+        )
+    check_days(args.days)
+    logging.getLogger("rotate_stats").setLevel(logging.ERROR)
+    progress = Progress(sys.stderr, what="demo")
+    try:
+        result = run_demo(args.days, args.seed, demo_database(args.database_url), progress)
+    finally:
+        progress.close()
+    _emit(args.format, result.as_dict(), render_demo(result))
+    return ExitCode.OK
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from .connections import open_store
+    from .database import migrate
+
+    # the one command that creates a missing SQLite file (issue 10, item 6)
+    with closing(open_store(settings, create=True)) as store:
+        applied = migrate(store)
+    _emit(
+        args.format,
+        {"applied": applied},
+        "applied: " + ", ".join(applied) if applied else "already up to date",
+    )
+    return ExitCode.OK
+
+
+def _check_range(first: int | None, last: int | None, now: float) -> None:
+    """ConfigError for a ``check`` range that cannot hold rows: reversed, or past the
+    last stable date (rows exist only up to it; issue 10, item 7)."""
+    if first is not None and last is not None and first > last:
+        raise ConfigError(
+            "--from", iso(first), f"a date on or before --to {iso(last)} (--from is after --to)"
+        )
+    stable = last_stable(now)
+    for flag, value in (("--from", first), ("--to", last)):
+        if value is not None and value > stable:
+            raise ConfigError(
+                flag,
+                iso(value),
+                f"a date on or before the last stable date {iso(stable)} (later dates have "
+                "no rows yet: today and yesterday in America/Los_Angeles can still change)",
+            )
+
+
+def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from .checks import check
+    from .connections import open_redis, open_store
+    from .database import require_migrated
     from .redis_side import RedisSide
+
+    _check_range(args.from_, args.to, time.time())
+    with closing(open_store(settings)) as store:
+        require_migrated(store)  # the migrate hint, not "no such table"
+        if args.pending:
+            with closing(open_redis(settings.redis_url)) as client:
+                checked = check(store, args.from_, args.to, RedisSide(client))
+        else:
+            checked = check(store, args.from_, args.to)
+    if args.format == "junit":
+        from .junit import render_junit
+
+        print(render_junit(checked))
+    else:
+        _emit(args.format, checked.as_dict(), render_check(checked))
+    return checked.exit_code
+
+
+def _cmd_prune_ledger(args: argparse.Namespace, settings: Settings) -> int:
+    from .checks import prune_ledger
+    from .connections import open_redis, open_store
+    from .database import require_migrated
+    from .redis_side import RedisSide
+
+    with closing(open_store(settings)) as store, closing(open_redis(settings.redis_url)) as client:
+        require_migrated(store)
+        pruned = prune_ledger(RedisSide(client), store, args.before)
+    _emit(
+        args.format,
+        pruned.as_dict(),
+        f"pruned {pruned.deleted} ledger entries before {pruned.before}; "
+        f"kept {pruned.kept_in_redis} whose claims are still in Redis",
+    )
+    return ExitCode.OK
+
+
+def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Status of Redis, and of the database when a URL is given (skipped, and said so,
+    without one: the Redis side is what an operator most often needs; issue 10, item 14)."""
+    from .checks import StatusLimits, status
+    from .connections import open_redis, open_store
+    from .redis_side import RedisSide
+
+    limits = StatusLimits(
+        settings.alert_backlog_days,
+        settings.stale_after_days,
+        settings.stuck_claim_after,
+        settings.lock_ttl,
+    )
+    with ExitStack() as stack:
+        store = None
+        if settings.database_url is not None:
+            store = stack.enter_context(closing(open_store(settings)))
+        client = stack.enter_context(closing(open_redis(settings.redis_url)))
+        st = status(RedisSide(client), store, limits=limits)
+        database = store.description if store is not None else None
+    data = st.as_dict()
+    data["database"] = database
+    _emit(args.format, data, render_status(st, database))
+    return st.exit_code  # 0 healthy, 1 problems (README "Monitoring")
+
+
+def _cmd_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    from .connections import open_redis, open_store
+    from .progress import Progress
     from .rotate import RotateOptions, rotate
 
-    if args.command == "demo":  # issue 10 #12: decisions in rotate_stats/demo.py
-        from .demo import check_days, demo_database, render_demo, run_demo
-
-        if args.redis_url:
-            raise ConfigError(
-                "--redis-url",
-                mask_url(args.redis_url),
-                "no Redis URL: the demo writes made-up data into a Redis of its own",
-            )
-        check_days(args.days)
-        logging.getLogger("rotate_stats").setLevel(logging.ERROR)
-        progress = Progress(sys.stderr, what="demo")
+    if args.date is not None and (args.from_ is not None or args.to is not None):
+        raise ConfigError("--date", iso(args.date), "either --date or --from/--to, not both")
+    if args.to is not None and args.from_ is None:
+        raise ConfigError("--to", iso(args.to), "--from as well")
+    first = args.date if args.date is not None else args.from_
+    last = args.date if args.date is not None else args.to
+    progress = Progress(sys.stderr)  # long backfills: a bar on a TTY, else log lines
+    if args.from_ is not None and args.to is None:
+        last = last_stable(time.time())  # `--from D` alone: D through the last stable date
+    options = RotateOptions(
+        first=first,
+        last=last,
+        strict=settings.strict,
+        dry_run=args.dry_run,
+        batch_size=settings.batch_size,
+        lock_ttl_ms=int(settings.lock_ttl * 1000),
+        max_backlog_days=settings.max_backlog_days,
+        scan_orphans=settings.scan_orphans,
+        max_clock_skew=settings.max_clock_skew,
+        allow_eviction=settings.allow_eviction,
+        fence=settings.redis_fence,
+        fence_timeout_ms=int(settings.redis_fence_timeout * 1000),
+        stale_after_days=settings.stale_after_days,
+        progress=progress,
+    )
+    with closing(open_store(settings)) as store, closing(open_redis(settings.redis_url)) as client:
         try:
-            result = run_demo(args.days, args.seed, demo_database(args.database_url), progress)
+            report = rotate(client, store, options, run_id=args.run_id)
         finally:
             progress.close()
-        _emit(args.format, result.as_dict(), render_demo(result))
-        return ExitCode.OK
-    if args.command == "rotate":
-        if args.date is not None and (args.from_ is not None or args.to is not None):
-            raise ConfigError("--date", iso(args.date), "either --date or --from/--to, not both")
-        if args.to is not None and args.from_ is None:
-            raise ConfigError("--to", iso(args.to), "--from as well")
-    store = open_store(settings)
-    try:
-        if args.command == "migrate":
-            applied = migrate(store)
-            _emit(
-                args.format,
-                {"applied": applied},
-                "applied: " + ", ".join(applied) if applied else "already up to date",
-            )
-            return ExitCode.OK
-        if args.command == "check":
-            side = RedisSide(open_redis(settings.redis_url)) if args.pending else None
-            checked = check(store, args.from_, args.to, side)
-            lines = [
-                f"checked {checked.rows_checked} rows, {checked.pending_checked} pending dates"
-            ]
-            lines += [_finding_line(f.as_dict()) for f in checked.findings]
-            _emit(args.format, checked.as_dict(), "\n".join(lines))
-            return checked.exit_code
-        side = RedisSide(open_redis(settings.redis_url))
-        if args.command == "prune-ledger":
-            require_migrated(store)
-            pruned = prune_ledger(side, store, args.before)
-            _emit(
-                args.format,
-                pruned.as_dict(),
-                f"pruned {pruned.deleted} ledger entries before {pruned.before}; "
-                f"kept {pruned.kept_in_redis} whose claims are still in Redis",
-            )
-            return ExitCode.OK
-        if args.command == "status":
-            limits = StatusLimits(
-                settings.alert_backlog_days,
-                settings.stale_after_days,
-                settings.stuck_claim_after,
-                settings.lock_ttl,
-            )
-            st = status(side, store, limits=limits)
-            _emit(args.format, st.as_dict(), render_status(st))
-            return st.exit_code  # 0 healthy, 1 problems (README "Monitoring")
-        first = args.date if args.date is not None else args.from_
-        last = args.date if args.date is not None else args.to
-        progress = Progress(sys.stderr)  # long backfills: a bar on a TTY, else log lines
-        options = RotateOptions(
-            first=first,
-            last=last,
-            strict=settings.strict,
-            dry_run=args.dry_run,
-            batch_size=settings.batch_size,
-            lock_ttl_ms=int(settings.lock_ttl * 1000),
-            max_backlog_days=settings.max_backlog_days,
-            scan_orphans=settings.scan_orphans,
-            max_clock_skew=settings.max_clock_skew,
-            allow_eviction=settings.allow_eviction,
-            fence=settings.redis_fence,
-            fence_timeout_ms=int(settings.redis_fence_timeout * 1000),
-            stale_after_days=settings.stale_after_days,
-            progress=progress,
-        )
-        try:
-            report = rotate(side.client, store, options)
-        finally:
-            progress.close()
-        if monitor is not None:
-            monitor.observe(report, side.client)
-        _emit(args.format, report.as_dict(), render_report(report))
-        if report.error:
-            print(f"rotate_stats: error: {report.error}", file=sys.stderr)
-        return report.exit_code
-    finally:
-        store.close()
+        if args.monitor is not None:
+            args.monitor.observe(report, client)
+    _emit(args.format, report.as_dict(), render_report(report))
+    if report.error:
+        print(f"rotate_stats: error: {mask_text(report.error)}", file=sys.stderr)
+    _log_summary(report)
+    return report.exit_code
 
 
-def _finding_line(f: Mapping[str, object]) -> str:
-    where = " ".join(f"{k}={f[k]}" for k in ("event", "job_type") if f[k] is not None)
-    return f"{f['date']} {f['invariant']} {where}: {f['detail']}"
-
-
-def render_report(report: RotationReport) -> str:
-    """Human-readable run summary: one line per date with data, totals, findings."""
-    lines = []
-    quiet = {DateState.ZERO_ROW: 0, DateState.UNCHANGED: 0}
+def _log_summary(report: RotationReport) -> None:
+    """One log line per run with its totals: what a JSON log pipeline alerts on."""
+    states: dict[str, int] = {}
     for o in report.outcomes:
-        if o.state in quiet and not o.findings:
-            quiet[o.state] += 1
-            continue
-        counts = " ".join(f"{e}={o.day.count(e)}" for e in EVENTS)
-        extra = f"  [{o.detail}]" if o.detail else ""
-        lines.append(f"{iso(o.unix_date)}  {o.state.value:<15} {counts}{extra}")
-    head = "dry run: " if report.dry_run else ""
-    span = (
-        f"{iso(report.first_date)}..{iso(report.last_date)}"
-        if report.first_date is not None and report.last_date is not None
-        else "no dates"
+        states[o.state.value] = states.get(o.state.value, 0) + 1
+    log = logging.getLogger("rotate_stats")
+    log.info(
+        "run done: exit %d, %s, %s",
+        int(report.exit_code),
+        ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "no dates",
+        plural(len(report.findings), "finding"),
+        extra={
+            "exit_code": int(report.exit_code),
+            "states": states,
+            "findings": len(report.findings),
+            "dry_run": report.dry_run,
+        },
     )
-    lines.append(
-        f"{head}{span}: {len(report.outcomes)} dates, "
-        f"{quiet[DateState.ZERO_ROW]} zero rows, {quiet[DateState.UNCHANGED]} unchanged; "
-        f"earliest now {report.earliest_after or report.earliest_before}"
-    )
-    lines += report.notes
-    findings = report.findings
-    lines.append(f"{len(findings)} invariant finding(s)")
-    lines += [_finding_line(f.as_dict()) for f in findings]
-    return "\n".join(lines)
+
+
+COMMAND_FUNCTIONS = {
+    "rotate": _cmd_rotate,
+    "check": _cmd_check,
+    "migrate": _cmd_migrate,
+    "status": _cmd_status,
+    "prune-ledger": _cmd_prune_ledger,
+    "demo": _cmd_demo,
+}

@@ -1,13 +1,20 @@
-"""Open Redis and the database from URLs in Settings."""
+"""Open Redis and the database from URLs in Settings; explain Redis errors for operators."""
 
 from __future__ import annotations
+
+import urllib.parse
 
 import redis
 
 from .database import SqliteStore, Store
-from .errors import ConfigError
+from .errors import ConfigError, mask_url
 from .rqlite_store import RqliteStore, tls_context
-from .settings import Settings, mask_url, parse_database_url
+from .settings import Settings, parse_database_url
+
+REDIS_AUTH_FORMS = (
+    "redis://:PASSWORD@host:port/db (or redis://USER:PASSWORD@host:port/db for an ACL user)"
+)
+"""How a password goes into a Redis URL, for error messages."""
 
 
 def open_redis(url: str) -> redis.Redis:
@@ -15,11 +22,15 @@ def open_redis(url: str) -> redis.Redis:
     try:
         return redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=10)
     except ValueError as exc:
-        raise ConfigError("redis URL", mask_url(url), f"a valid Redis URL ({exc})") from None
+        raise ConfigError("redis URL", url, f"a valid Redis URL ({exc})") from None
 
 
-def open_store(settings: Settings) -> Store:
-    """The store named by ``settings.database_url`` (required: never a silent default)."""
+def open_store(settings: Settings, *, create: bool = False) -> Store:
+    """The store named by ``settings.database_url`` (required: never a silent default).
+
+    A SQLite file is created only with ``create`` (the ``migrate`` command); any
+    other command on a missing file gets NotMigrated naming the path.
+    """
     if settings.database_url is None:
         raise ConfigError(
             "database URL",
@@ -29,7 +40,7 @@ def open_store(settings: Settings) -> Store:
         )
     url = parse_database_url(settings.database_url)
     if url.kind == "sqlite":
-        return SqliteStore(url.path, timeout=settings.database_timeout)
+        return SqliteStore(url.path, timeout=settings.database_timeout, create=create)
     context = tls_context(settings.rqlite_ca_file, settings.rqlite_insecure) if url.tls else None
     store = RqliteStore(
         url.hosts,
@@ -46,3 +57,35 @@ def open_store(settings: Settings) -> Store:
         store.close()
         raise
     return store
+
+
+def explain_redis_error(exc: redis.RedisError, url: str) -> str:
+    """An operator's message for a Redis error met with ``url`` (masked, never the password).
+
+    Authentication failures (issue 10, item 10) say what to put in the URL: the
+    server's own words (``HELLO must be called with the client already
+    authenticated``, ``NOAUTH``) do not. Which case applies is read from the URL
+    (did it carry a password?), not from the server's message text.
+    """
+    shown = mask_url(url)
+    if isinstance(exc, redis.AuthenticationError):
+        try:
+            has_password = urllib.parse.urlsplit(url).password is not None
+        except ValueError:
+            has_password = False
+        if not has_password:
+            return (
+                f"Redis at {shown} requires a password and the URL gives none: put it in "
+                f"ROTATE_STATS_REDIS_URL (or ROTATE_STATS_REDIS_URL_FILE, or --redis-url) as "
+                f"{REDIS_AUTH_FORMS}"
+            )
+        return (
+            f"Redis at {shown} refused the password (or user) in the URL: check it; the URL "
+            f"form is {REDIS_AUTH_FORMS}, with special characters in the password %-encoded"
+        )
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return (
+            f"Redis at {shown}: the ACL user lacks a permission the job needs ({exc}); "
+            "grant it to the user"
+        )
+    return f"Redis at {shown}: {exc}"

@@ -14,8 +14,10 @@ row; an existing row is left untouched.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -399,17 +401,32 @@ class SqliteStore:
 
     Durable on commit (rollback journal, ``synchronous=FULL``); a second process
     waits up to ``timeout`` seconds for the write lock (``BEGIN IMMEDIATE``).
+
+    ``create=False`` opens an existing file only (``mode=rw``): a missing file
+    raises NotMigrated naming the path, and nothing is created. The CLI creates
+    a file only for ``migrate`` (issue 10, item 6: a typo'd path must not leave
+    an empty database behind).
     """
 
-    def __init__(self, path: str, timeout: float = 30.0) -> None:
+    def __init__(self, path: str, timeout: float = 30.0, *, create: bool = True) -> None:
         self.description = f"sqlite:///{path}"
+        mode = "rwc" if create else "rw"
+        uri = f"file:{urllib.parse.quote(path)}?mode={mode}"
         try:
             # one thread at a time uses a store, but it may be closed from another
             self._conn = sqlite3.connect(
-                path, timeout=timeout, isolation_level=None, check_same_thread=False
+                uri, timeout=timeout, isolation_level=None, check_same_thread=False, uri=True
             )
+        except sqlite3.Error as exc:
+            if not create and not os.path.exists(path):
+                raise NotMigrated(
+                    [m.name for m in load()], missing_file=os.path.abspath(path)
+                ) from None
+            raise StoreError(self.description, f"cannot open database: {exc}") from exc
+        try:
             self._conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
+            self._conn.close()
             raise StoreError(self.description, f"cannot open database: {exc}") from exc
 
     def _transaction(self, statements: Sequence[Statement]) -> list[int]:

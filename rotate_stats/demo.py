@@ -39,12 +39,12 @@ import redis
 from . import family
 from .database import SqliteStore, migrate
 from .dates import iso, today
-from .errors import ConfigError, RotateStatsError
+from .errors import ConfigError, RotateStatsError, mask_url
 from .family import EVENTS
 from .recorder import Recorder
 from .report import DateState, RotationReport
 from .rotate import RotateOptions, rotate
-from .settings import mask_url, parse_database_url
+from .settings import parse_database_url
 
 MIN_DAYS = 1
 MAX_DAYS = 3660

@@ -9,17 +9,82 @@
     ├── FenceNotMet             Redis did not confirm the claims durable in time (exit 1)
     ├── DataError               Redis or the table holds something we cannot use (exit 1)
     ├── LockHeld                another run holds the lock (exit 75)
-    ├── NotMigrated             the database lacks migrations (exit 1)
+    ├── NotMigrated             the database lacks migrations, or its SQLite file (exit 1)
     └── StoreError              the database failed or is unreachable (exit 1)
 
 Every error keeps its facts as attributes and says what to do next. When one
 is raised nothing has been lost: keys that were not committed are still in
 Redis, and the database only ever sees whole batches.
+
+The masking of secrets lives here too (``mask_text``, ``mask_url``), so that
+``ConfigError`` masks whatever it echoes and no call site can forget to.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+
+SECRET_NAME_PARTS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "CREDENTIAL")
+"""A variable or field whose name contains one of these has its whole value hidden."""
+
+PLACEHOLDER = "PASSWORD"
+"""The one password text left visible: messages show the URL form ``redis://:PASSWORD@host``."""
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<rest>\S*)")
+_QUERY_SECRET = re.compile(r"(?i)(?P<key>password|passwd|pwd|secret|token)=(?P<value>[^&\s]*)")
+_BARE_USERINFO = re.compile(
+    r"(?P<lead>^|[\s'\"(])(?P<user>[^\s'\"():/@]*):(?!//)(?P<password>[^\s@]+)@(?=\S)"
+)
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, safe for logs and errors.
+
+    Works on URLs ``urllib`` cannot parse (several hosts, bad ports): whatever
+    stands between ``user:`` and the last ``@`` is hidden, even when the
+    password holds a ``/``, ``?`` or ``#`` (it errs towards hiding more).
+    A ``user@`` without a password is kept (it is a user name).
+    """
+    if "://" not in url:
+        return url if "@" not in url else "<hidden: not a URL>"
+    return mask_text(url)
+
+
+def mask_text(text: str) -> str:
+    """``text`` with every URL password and ``password=`` query value hidden: for
+    any message or log line that may echo a setting. (A bare ``user:password@host``
+    is hidden only in a setting's value, ``mask_value``: in other text it is more
+    likely data, such as a breakdown key an operator must find to repair it.)"""
+
+    def one_url(match: re.Match[str]) -> str:
+        rest = match.group("rest")
+        userinfo, at, hosts = rest.rpartition("@")
+        user, colon, password = userinfo.partition(":")
+        if at and colon and password != PLACEHOLDER:
+            rest = f"{user}:***@{hosts}"
+        return match.group("scheme") + rest
+
+    return _QUERY_SECRET.sub(lambda m: f"{m.group('key')}=***", _URL.sub(one_url, text))
+
+
+def _mask_bare_userinfo(text: str) -> str:
+    def bare(match: re.Match[str]) -> str:
+        if match.group("password") == PLACEHOLDER:
+            return match.group(0)
+        return f"{match.group('lead')}{match.group('user')}:***@"
+
+    return _BARE_USERINFO.sub(bare, text)
+
+
+def mask_value(name: str, value: object) -> object:
+    """``value`` as safe to print in a message about ``name``: wholly hidden when the
+    name says it is a secret, else with URL- and password-shaped parts hidden
+    (``user:password@host`` without a scheme too)."""
+    if value is None or value == "":
+        return value
+    if any(part in name.upper() for part in SECRET_NAME_PARTS):
+        return "***"
+    return _mask_bare_userinfo(mask_text(value)) if isinstance(value, str) else value
 
 
 class RotateStatsError(Exception):
@@ -27,13 +92,18 @@ class RotateStatsError(Exception):
 
 
 class ConfigError(RotateStatsError):
-    """A setting, flag or URL is invalid: names it, the value and what was expected."""
+    """A setting, flag or URL is invalid: names it, the value and what was expected.
+
+    The value is masked here, once for every caller (issue 10, item 2): a URL's
+    password, a ``password=`` query value, and the whole value of a variable
+    whose name says it is a secret never reach ``value`` or the message.
+    """
 
     def __init__(self, name: str, value: object, expected: str) -> None:
         self.name = name
-        self.value = value
-        self.expected = expected
-        super().__init__(f"{name}: got {value!r}, expected {expected}")
+        self.value = mask_value(name, value)
+        self.expected = mask_text(expected)
+        super().__init__(mask_text(f"{name}: got {self.value!r}, expected {self.expected}"))
 
 
 class AmbiguousWrite(RotateStatsError):
@@ -135,8 +205,17 @@ class LockHeld(RotateStatsError):
 class NotMigrated(RotateStatsError):
     """The database is missing migrations this version needs."""
 
-    def __init__(self, pending: list[str]) -> None:
+    def __init__(self, pending: list[str], missing_file: str | None = None) -> None:
         self.pending = pending
+        self.missing_file = missing_file
+        """The SQLite file that does not exist (only ``migrate`` creates one), or None."""
+        if missing_file is not None:
+            super().__init__(
+                f"the SQLite database {missing_file} does not exist (only `migrate` creates "
+                "one): check the path in ROTATE_STATS_DATABASE_URL / --database-url, or run "
+                "`python -m rotate_stats migrate` to create it"
+            )
+            return
         super().__init__(
             f"the database is not migrated (pending: {', '.join(pending)}); "
             "run `python -m rotate_stats migrate` first"

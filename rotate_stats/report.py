@@ -144,8 +144,11 @@ class RotationReport:
             "strict": self.strict,
             "first_date": None if self.first_date is None else iso(self.first_date),
             "last_date": None if self.last_date is None else iso(self.last_date),
-            "earliest_before": self.earliest_before,
-            "earliest_after": self.earliest_after,
+            # both ISO dates or null (issue 10, item 11); the unix dates alongside
+            "earliest_before": _iso_or_none(self.earliest_before),
+            "earliest_after": _iso_or_none(self.earliest_after),
+            "earliest_before_unix_date": _unix_or_none(self.earliest_before),
+            "earliest_after_unix_date": _unix_or_none(self.earliest_after),
             "outcomes": [o.as_dict() for o in self.outcomes],
             "notes": list(self.notes),
             "error": self.error,
@@ -153,3 +156,15 @@ class RotationReport:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
         }
+
+
+def _unix_or_none(value: int | str | None) -> int | None:
+    """``earliest`` as read (int) or as the release script returned it (text; "" absent)."""
+    if isinstance(value, int):
+        return value
+    return int(value) if value and value.isdigit() else None
+
+
+def _iso_or_none(value: int | str | None) -> str | None:
+    unix = _unix_or_none(value)
+    return None if unix is None else iso(unix)

@@ -212,6 +212,13 @@ def _walk(
                 report.error_exit = ExitCode.FAILURE if done else ExitCode.LOCKED
                 break
             batch = dates[start : start + options.batch_size]
+            log.debug(
+                "batch planned: %d date(s) %s..%s",
+                len(batch),
+                iso(batch[0]),
+                iso(batch[-1]),
+                extra={"first_date": iso(batch[0]), "last_date": iso(batch[-1])},
+            )
             try:
                 proceed, picked_up = _rotate_batch(side, store, batch, options, report, fence)
                 if proceed and picked_up:
@@ -343,6 +350,13 @@ def _rotate_batch(
     the dates before it were committed.
     """
     cuts, errors = side.cut(batch, report.run_id)
+    log.debug(
+        "claims cut: %d new, %d left by an earlier run, %d without keys, %d bad",
+        sum(c.state == "claimed" for c in cuts),
+        sum(c.state == "pending" for c in cuts),
+        sum(not c.claim_id for c in cuts),
+        len(errors),
+    )
     state = _BatchState(batch)
     rest = list(cuts)
     go_on, picked_up = True, False
@@ -455,6 +469,13 @@ def _rotate_group(
             for part in _slices_by_bytes(items, options.max_commit_bytes)
             for result in store.commit(part, retrieved_at)
         ]
+        log.debug(
+            "commit done: %d date(s) %s..%s, %d claim(s) applied",
+            len(items),
+            iso(items[0].unix_date),
+            iso(items[-1].unix_date),
+            sum(r.claim_applied for r in results),
+        )
         end = state.batch.index(committed[-1].unix_date) + 1
         span = state.batch[state.span_start : end]
         state.span_start = end
@@ -570,15 +591,29 @@ def _with_detail(outcome: DateOutcome, detail: str) -> DateOutcome:
 
 
 def _log_outcome(outcome: DateOutcome) -> None:
+    # a merge adds to the row: its counts are increments, shown with "+"
+    sign = "+" if outcome.state is DateState.MERGED else ""
+    date = iso(outcome.unix_date)
     log.info(
-        "%s %s requested=%d%s",
-        iso(outcome.unix_date),
+        "%s %s requested=%s%d%s",
+        date,
         outcome.state.value,
+        sign,
         outcome.day.count("requested"),
         f" ({outcome.detail})" if outcome.detail else "",
+        extra={
+            "date": date,
+            "state": outcome.state.value,
+            "counts": {e: outcome.day.count(e) for e in family.EVENTS},
+        },
     )
     if outcome.findings:  # listed once, in the report; the log only counts them
-        log.warning("%s: %d invariant finding(s)", iso(outcome.unix_date), len(outcome.findings))
+        log.warning(
+            "%s: %d invariant finding(s)",
+            date,
+            len(outcome.findings),
+            extra={"date": date, "findings": len(outcome.findings)},
+        )
 
 
 def _dry_run(

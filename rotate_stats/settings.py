@@ -1,13 +1,20 @@
 """Environment variables and flags -> one validated, typed ``Settings``.
 
 Every variable starts with ``ROTATE_STATS_``; an unknown one is an error (a
-typo must not be silently ignored). Variables starting ``ROTATE_STATS_TEST_``
-belong to the test suite and are ignored here. Flags override variables.
+typo must not be silently ignored) that suggests the closest known name.
+Variables starting ``ROTATE_STATS_TEST_`` belong to the test suite and are
+ignored here. Flags override variables.
+
+The two URLs may instead be read from files (``ROTATE_STATS_REDIS_URL_FILE``,
+``ROTATE_STATS_DATABASE_URL_FILE``: the container-secret convention); setting a
+URL and its file at once is an error. No message ever shows a password: values
+are masked by ``ConfigError`` itself (``errors.mask_value``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import urllib.parse
@@ -15,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, mask_url
 
 PREFIX = "ROTATE_STATS_"
 TEST_PREFIX = "ROTATE_STATS_TEST_"
@@ -92,27 +99,33 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     ),
     "ROTATE_STATS_STRICT": ("strict", "1 to stop before a date that violates an invariant"),
     "ROTATE_STATS_LOG_LEVEL": ("log_level", "DEBUG, INFO, WARNING or ERROR (INFO)"),
+    "ROTATE_STATS_LOG_FORMAT": (
+        "log_format",
+        "text or json (one JSON object per log line, with the run id) (text)",
+    ),
+    "ROTATE_STATS_REDIS_URL_FILE": (
+        "redis_url",
+        "file holding the Redis URL (a container secret); not with ROTATE_STATS_REDIS_URL",
+    ),
+    "ROTATE_STATS_DATABASE_URL_FILE": (
+        "database_url",
+        "file holding the database URL (a container secret); not with ROTATE_STATS_DATABASE_URL",
+    ),
 }
 """Variable -> (Settings field, meaning and default). The README lists the same."""
 
+FILE_VARIABLES = {
+    "ROTATE_STATS_REDIS_URL_FILE": "ROTATE_STATS_REDIS_URL",
+    "ROTATE_STATS_DATABASE_URL_FILE": "ROTATE_STATS_DATABASE_URL",
+}
+"""``X_FILE`` -> ``X``: the value of X is read from the file named by X_FILE."""
+
+WRAPPER_VARIABLES = ("ROTATE_STATS_ENV_FILE", "ROTATE_STATS_VENV")
+"""The cron wrapper's own variables: it unsets them before starting the job, which
+still rejects them (an unknown name stays an error) with a hint saying whose they are."""
+
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``, safe for logs and errors.
-
-    Works on URLs ``urllib`` cannot parse (several hosts, bad ports): whatever
-    stands between ``user:`` and the last ``@`` before the host part is hidden.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url if "@" not in url else "<hidden: not a URL>"
-    netloc, slash, tail = rest.partition("/")
-    userinfo, at, hosts = netloc.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{hosts}{slash}{tail}"
+_LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -140,18 +153,11 @@ class Settings:
     stuck_claim_after: float = 3600.0
     strict: bool = False
     log_level: str = "INFO"
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         # Errors name the field; from_env renames them after the variable or flag.
-        try:
-            scheme = urllib.parse.urlsplit(self.redis_url).scheme
-            urllib.parse.urlsplit(self.redis_url).port  # noqa: B018 - validates the port
-        except ValueError:
-            scheme = ""
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ConfigError(
-                "redis_url", mask_url(self.redis_url), "a redis://, rediss:// or unix:// URL"
-            )
+        _check_redis_url(self.redis_url)
         if self.database_url is not None:
             try:
                 parse_database_url(self.database_url)
@@ -183,6 +189,7 @@ class Settings:
             ("stale_after_days", 0 <= self.stale_after_days <= 3660, "days from 0 to 3660"),
             ("alert_backlog_days", 0 <= self.alert_backlog_days <= 3660, "days from 0 to 3660"),
             ("stuck_claim_after", 0 <= self.stuck_claim_after <= 864000, "seconds, 0 to 864000"),
+            ("log_format", self.log_format in _LOG_FORMATS, "text or json"),
             (
                 "rqlite_ca_file",
                 self.rqlite_ca_file is None or os.path.isfile(self.rqlite_ca_file),
@@ -214,8 +221,15 @@ class Settings:
             if not name.startswith(PREFIX) or name.startswith(TEST_PREFIX):
                 continue
             if name not in ENVIRONMENT:
-                known = ", ".join(sorted(ENVIRONMENT))
-                raise ConfigError(name, raw, f"a known variable (one of {known})")
+                raise ConfigError(name, raw, _unknown_hint(name))
+            if name in FILE_VARIABLES:
+                if FILE_VARIABLES[name] in environ:
+                    raise ConfigError(
+                        name,
+                        raw,
+                        f"either {FILE_VARIABLES[name]} or {name}, not both",
+                    )
+                raw = read_secret_file(name, raw)
             field = ENVIRONMENT[name][0]
             values[field] = _convert(name, raw, str(types[field]))
             sources[field] = name
@@ -227,6 +241,55 @@ class Settings:
             return cls(**values)
         except ConfigError as exc:  # say where the value came from
             raise ConfigError(sources.get(exc.name, exc.name), exc.value, exc.expected) from None
+
+
+def _check_redis_url(url: str) -> None:
+    """ConfigError naming what is wrong with a Redis URL: its scheme or its port."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:  # an unbalanced [ of an IPv6 host
+        raise ConfigError("redis_url", url, f"a valid redis:// URL ({exc})") from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError("redis_url", url, "a redis://, rediss:// or unix:// URL")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError:
+        port = parts.netloc.rpartition("@")[2].rpartition(":")[2]
+        raise ConfigError(
+            "redis_url", url, f"a port from 1 to 65535 after the host (got port {port!r})"
+        ) from None
+
+
+def _unknown_hint(name: str) -> str:
+    """What to say about an unknown ``ROTATE_STATS_*`` variable: the closest known name."""
+    if name in WRAPPER_VARIABLES:
+        return (
+            "no such variable: it belongs to the cron wrapper (cron/run-rotate-stats), "
+            "which unsets it before starting the job; unset it too when running by hand"
+        )
+    close = difflib.get_close_matches(name, list(ENVIRONMENT), n=1, cutoff=0.6)
+    if close:
+        return f"a known variable: did you mean {close[0]}? (all are listed in --help)"
+    return "a known variable (all are listed in --help and the README)"
+
+
+def read_secret_file(variable: str, path: str) -> str:
+    """The content of the file ``variable`` names, less one trailing newline (like any
+    variable's value, it is then stripped of surrounding blanks).
+
+    Errors name the variable and the path, never the content: a missing or
+    unreadable file, or one that is empty, is a ConfigError.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(variable, path, f"a readable file holding the URL ({reason})") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text.strip():
+        raise ConfigError(variable, path, "a file holding the URL (the file is empty)")
+    return text
 
 
 def _convert(name: str, raw: str, kind: str) -> Any:
@@ -246,7 +309,9 @@ def _convert(name: str, raw: str, kind: str) -> Any:
         raise ConfigError(name, raw, "1/0, true/false, yes/no or on/off")
     if kind == "str | None":
         return text or None
-    return text.upper() if name.endswith("LOG_LEVEL") else text
+    if name.endswith("LOG_LEVEL"):
+        return text.upper()
+    return text.lower() if name.endswith("LOG_FORMAT") else text
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,12 @@ import pytest
 import redis
 
 from rotate_stats import family
-from rotate_stats.checks import StatusLimits, render_status, status
+from rotate_stats.checks import StatusLimits, status
 from rotate_stats.database import Store
 from rotate_stats.dates import day_start, iso, last_stable, parse_iso
 from rotate_stats.health import redis_cli, redis_where
 from rotate_stats.redis_side import RedisSide
+from rotate_stats.render import render_status
 from rotate_stats.report import ExitCode
 from rotate_stats.rotate import RotateOptions, rotate
 from tests.conftest import IN_CI, RedisServer
@@ -243,9 +244,11 @@ def test_status_shows_stuck_claims(
     fresh = _status(redis_client, db, stuck_claim_after=3600)
     assert "stuck-claims" not in _problems(fresh) and len(fresh["claims"]) == 1  # type: ignore[arg-type]
     text = render_status(
-        status(RedisSide(redis_client), db, NOW, StatusLimits(stuck_claim_after=0))
+        status(RedisSide(redis_client), db, NOW, StatusLimits(stuck_claim_after=0)), "db"
     )
-    assert f"claims:          {iso(D)} (idle " in text and ", stuck)" in text
+    (claims_line,) = [line for line in text.splitlines() if line.startswith("claims:")]
+    assert f" {iso(D)} (idle " in claims_line and ", stuck)" in claims_line
+    assert text.startswith("status: 2 problems\n")  # the claim, and the backlog behind it
     assert "PROBLEM stuck-claims: 1 claim(s)" in text
     # the next run picks it up: healthy again
     assert rotate(redis_client, db, now=NOW).exit_code is ExitCode.OK

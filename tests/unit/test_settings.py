@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,6 +12,7 @@ from hypothesis import strategies as st
 from rotate_stats.errors import ConfigError
 from rotate_stats.settings import (
     ENVIRONMENT,
+    FILE_VARIABLES,
     DatabaseUrl,
     Settings,
     mask_url,
@@ -58,8 +62,9 @@ def test_every_known_variable_is_read() -> None:
         "ROTATE_STATS_STALE_AFTER_DAYS": "5",
         "ROTATE_STATS_ALERT_BACKLOG_DAYS": "4",
         "ROTATE_STATS_STUCK_CLAIM_AFTER": "600",
+        "ROTATE_STATS_LOG_FORMAT": "JSON",
     }
-    assert set(env) == set(ENVIRONMENT)
+    assert set(env) == set(ENVIRONMENT) - set(FILE_VARIABLES)
     s = Settings.from_env(env)
     assert s.redis_url == "redis://cache:6380/2"
     assert s.database_url == "rqlite://db:4001"
@@ -77,6 +82,7 @@ def test_every_known_variable_is_read() -> None:
     assert s.heartbeat_url == "https://hc-ping.com/secret-uuid" and "secret" not in repr(s)
     assert (s.stale_after_days, s.alert_backlog_days, s.stuck_claim_after) == (5, 4, 600)
     assert s.redis_fence == "replicas:2" and s.redis_fence_timeout == 2.5
+    assert s.log_format == "json"
 
 
 def test_missing_ca_file_is_a_config_error() -> None:
@@ -370,3 +376,146 @@ def test_mask_url_never_leaks_the_password(
     url = f"{scheme}://{user}:{password}@{host}:{port}"
     masked = mask_url(url)
     assert masked == f"{scheme}://{user}:***@{host}:{port}"
+
+
+# -- masking in every ConfigError, whatever the variable's name (issue 10, item 2) ------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ROTATE_STATS_REDIS_ULR", f"redis://:{SECRET}@cache:6379/0"),
+        ("ROTATE_STATS_DATABSE_URL", f"rqlite://admin:{SECRET}@db:4001"),
+        ("ROTATE_STATS_CACHE", f"user:{SECRET}@cache:6379"),
+        ("ROTATE_STATS_URL", f"redis://cache:6379/0?password={SECRET}"),
+        ("ROTATE_STATS_REDIS_PASSWORD", SECRET),
+        ("ROTATE_STATS_AUTH_TOKEN", SECRET),
+        ("ROTATE_STATS_SECRET", SECRET),
+        ("ROTATE_STATS_REDIS_URL", f"redis://:{SECRET}@cache:99999/0"),
+        ("ROTATE_STATS_REDIS_URL", f"http://:{SECRET}@cache:6379/0"),
+        ("ROTATE_STATS_REDIS_URL", f"redis://:pa/ss{SECRET}@cache:6379/0"),
+    ],
+)
+def test_no_config_error_echoes_a_password(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({name: value})
+    assert name in str(info.value)
+    assert SECRET not in str(info.value) and SECRET not in repr(info.value.value)
+
+
+def test_config_error_masks_whatever_the_call_site_passes() -> None:
+    error = ConfigError(
+        "anything", f"see rediss://u:{SECRET}@h:1 and x", f"not rediss://u:{SECRET}@h"
+    )
+    assert SECRET not in str(error) and "rediss://u:***@h:1" in str(error)
+    assert ConfigError("--db-password", SECRET, "x").value == "***"
+
+
+# -- unknown variables suggest the closest known name (issue 10, item 3) ----------------------
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("ROTATE_STATS_REDIS_ULR", "ROTATE_STATS_REDIS_URL"),
+        ("ROTATE_STATS_DATABASEURL", "ROTATE_STATS_DATABASE_URL"),
+        ("ROTATE_STATS_BATCHSIZE", "ROTATE_STATS_BATCH_SIZE"),
+        ("ROTATE_STATS_LOGLEVEL", "ROTATE_STATS_LOG_LEVEL"),
+    ],
+)
+def test_unknown_variable_suggests_the_closest_name(typo: str, meant: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({typo: "1"})
+    assert f"did you mean {meant}?" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["ROTATE_STATS_ENV_FILE", "ROTATE_STATS_VENV"])
+def test_the_wrappers_variables_stay_errors_saying_whose_they_are(name: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({name: "/etc/rotate-stats/rotate-stats.env"})
+    assert name in str(info.value) and "cron wrapper" in str(info.value)
+
+
+# -- a bad port is a bad port, not a bad scheme (issue 10, item 14) ---------------------------
+
+
+@pytest.mark.parametrize("url", ["redis://cache:99999/0", "redis://:pw@cache:port/0"])
+def test_bad_redis_port_is_reported_as_a_port(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"ROTATE_STATS_REDIS_URL": url})
+    assert "port" in info.value.expected and "scheme" not in info.value.expected
+    assert "redis://" not in info.value.expected  # not the list of schemes
+
+
+# -- URLs read from files (issue 10, item 17) -------------------------------------------------
+
+
+@pytest.mark.parametrize("ending", ["", "\n", "\r\n"])
+def test_urls_are_read_from_files(tmp_path: Path, ending: str) -> None:
+    (tmp_path / "redis").write_text(f"redis://:{SECRET}@cache:6379/1{ending}")
+    (tmp_path / "db").write_text(f"rqlite://u:{SECRET}@db:4001{ending}")
+    s = Settings.from_env(
+        {
+            "ROTATE_STATS_REDIS_URL_FILE": str(tmp_path / "redis"),
+            "ROTATE_STATS_DATABASE_URL_FILE": str(tmp_path / "db"),
+        }
+    )
+    assert s.redis_url == f"redis://:{SECRET}@cache:6379/1"
+    assert s.database_url == f"rqlite://u:{SECRET}@db:4001"
+
+
+@pytest.mark.parametrize("variable", sorted(FILE_VARIABLES))
+def test_a_url_and_its_file_together_are_an_error(tmp_path: Path, variable: str) -> None:
+    (tmp_path / "f").write_text("sqlite:///x.db")
+    env = {variable: str(tmp_path / "f"), FILE_VARIABLES[variable]: "sqlite:///y.db"}
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert variable in str(info.value) and FILE_VARIABLES[variable] in str(info.value)
+
+
+@pytest.mark.parametrize("problem", ["missing", "empty", "blank", "unreadable", "directory"])
+def test_a_bad_secret_file_names_variable_and_path_never_content(
+    tmp_path: Path, problem: str
+) -> None:
+    path = tmp_path / "secret"
+    if problem == "empty":
+        path.write_text("")
+    elif problem == "blank":
+        path.write_text("\n")
+    elif problem == "unreadable":
+        if os.geteuid() == 0:  # root reads any mode: make open() fail another way
+            (tmp_path / "not-a-dir").write_text(f"redis://:{SECRET}@h:1")
+            path = tmp_path / "not-a-dir" / "secret"  # ENOTDIR
+        else:
+            path.write_text(f"redis://:{SECRET}@h:1")
+            path.chmod(0)
+    elif problem == "directory":
+        path.mkdir()
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"ROTATE_STATS_REDIS_URL_FILE": str(path)})
+    message = str(info.value)
+    assert "ROTATE_STATS_REDIS_URL_FILE" in message and str(path) in message
+    assert SECRET not in message
+
+
+def test_a_bad_url_in_a_file_is_masked(tmp_path: Path) -> None:
+    (tmp_path / "redis").write_text(f"http://:{SECRET}@cache:6379\n")
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"ROTATE_STATS_REDIS_URL_FILE": str(tmp_path / "redis")})
+    assert "ROTATE_STATS_REDIS_URL_FILE" in str(info.value) and SECRET not in str(info.value)
+
+
+def test_log_format_is_validated() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"ROTATE_STATS_LOG_FORMAT": "xml"})
+    assert "ROTATE_STATS_LOG_FORMAT" in str(info.value) and "text or json" in str(info.value)
+
+
+def test_data_shaped_like_userinfo_is_left_alone_outside_setting_values() -> None:
+    """A breakdown key such as ``sync:llm:bad@x`` in a data error stays readable (an
+    operator must find it to repair it); a URL's password is hidden everywhere."""
+    from rotate_stats.errors import DataError, mask_text
+
+    text = str(DataError("stats key", "sync:llm:bad@x", "abc", "an integer"))
+    assert mask_text(text) == text
+    assert mask_text(f"see redis://:{SECRET}@h:1") == "see redis://:***@h:1"

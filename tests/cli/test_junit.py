@@ -1,0 +1,117 @@
+"""``check --format junit``: JUnit XML with one test case per date and invariant
+(issue 10, item 20); parsed back with ``xml.etree``."""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import redis
+
+from rotate_stats import family
+from rotate_stats.dates import iso, last_stable
+from rotate_stats.invariants import Invariant
+from tests.cli.test_cli import Run, run
+from tests.helpers import foreign_write
+
+__all__ = ["run"]
+
+GOOD = ("2024-04-02", 0.0, 2, '{"sync":2}', 0, "{}", 2, '{"sync":2}', 2, '{"sync":2}',
+        2, '{"sync":2}', 0, "{}")  # fmt: skip
+BAD = (
+    "2024-04-01",
+    0.0,
+    2,
+    '{"sync":2}',
+    0,
+    "{}",
+    2,
+    '{"sync":2}',
+    2,
+    '{"sync":2}',
+    1,
+    '{"sync":1}',
+    0,
+    "{}",
+)  # fmt: skip  (completed + failed != started)
+
+
+@pytest.fixture
+def env(run: Run, tmp_path: Path) -> dict[str, str]:
+    env = {"ROTATE_STATS_DATABASE_URL": f"sqlite:///{tmp_path}/stats.sqlite3"}
+    assert run("migrate", env=env).returncode == 0
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "stats.sqlite3")
+    marks = ", ".join("?" for _ in family.COLUMNS)
+    with conn:
+        for row in (GOOD, BAD):
+            conn.execute(
+                f"INSERT INTO {family.TABLE} ({', '.join(family.COLUMNS)}) VALUES ({marks})", row
+            )
+    conn.close()
+    return env
+
+
+def _suite(text: str) -> ET.Element:
+    assert text.startswith("<?xml")
+    suite = ET.fromstring(text)
+    assert suite.tag == "testsuite"
+    return suite
+
+
+def test_one_case_per_date_and_invariant(run: Run, env: dict[str, str]) -> None:
+    result = run("check", "--format", "junit", env=env)
+    assert result.returncode == 3
+    suite = _suite(result.stdout)
+    cases = suite.findall("testcase")
+    assert {(c.get("classname"), c.get("name")) for c in cases} == {
+        (d, i.value) for d in ("2024-04-01", "2024-04-02") for i in Invariant
+    }
+    assert len(cases) == 2 * len(Invariant) == int(suite.get("tests", ""))
+    failed = {(c.get("classname"), c.get("name")) for c in cases if c.find("failure") is not None}
+    assert failed == {("2024-04-01", Invariant.START_SPLIT.value),
+                      ("2024-04-01", Invariant.PER_TYPE.value)}  # fmt: skip
+    assert int(suite.get("failures", "")) == len(failed)
+    assert suite.get("errors") == "0"
+    per_type = next(
+        c for c in cases
+        if c.get("classname") == "2024-04-01" and c.get("name") == Invariant.PER_TYPE.value
+    ).find("failure")  # fmt: skip
+    assert per_type is not None and "job_type=sync" in (per_type.text or "")
+
+
+def test_a_clean_range_has_no_failures(run: Run, env: dict[str, str]) -> None:
+    result = run("check", "--from", "2024-04-02", "--format", "junit", env=env)
+    assert result.returncode == 0
+    suite = _suite(result.stdout)
+    assert suite.get("tests") == str(len(Invariant)) and suite.get("failures") == "0"
+    assert suite.find("testcase/failure") is None
+
+
+def test_pending_dates_are_cases_too(
+    run: Run, env: dict[str, str], redis_client: redis.Redis
+) -> None:
+    d = last_stable(time.time()) - 1
+    foreign_write(redis_client, d, "requested", "sync", 3)  # never queued: invariant 3
+    redis_client.set(family.EARLIEST_KEY, d)
+    suite = _suite(run("check", "--pending", "--from", iso(d), "--format", "junit", env=env).stdout)
+    classes = {c.get("classname") for c in suite.findall("testcase")}
+    assert classes == {iso(d), iso(d + 1)}  # d and the last stable date, both pending
+    failed = {c.get("name") for c in suite.findall("testcase") if c.find("failure") is not None}
+    assert Invariant.QUEUE_SPLIT.value in failed
+
+
+def test_an_error_is_an_errored_suite(run: Run, tmp_path: Path) -> None:
+    path = tmp_path / "empty.sqlite3"
+    path.touch()
+    result = run(
+        "check", "--format", "junit", env={"ROTATE_STATS_DATABASE_URL": f"sqlite:///{path}"}
+    )
+    assert result.returncode == 1
+    suite = _suite(result.stdout)
+    assert suite.get("errors") == "1" and suite.get("tests") == "1"
+    error = suite.find("testcase/error")
+    assert error is not None and "migrate" in (error.get("message") or "")
