@@ -65,7 +65,10 @@ def render_report(report: RotationReport) -> str:
         for state, n in quiet.items()
         if n
     ]
-    summary = f"{head}{span}: {plural(len(report.outcomes), 'date')}"
+    if report.first_date is None or report.last_date is None:
+        summary = f"{head}no dates to rotate"
+    else:
+        summary = f"{head}{span}: {plural(len(report.outcomes), 'date')}"
     if quiet_parts:
         summary += f" ({', '.join(quiet_parts)})"
     before = earliest_text(report.earliest_before)
