@@ -432,3 +432,34 @@ def test_losing_the_lock_exits_75_only_when_nothing_was_done(
     report = rotate(redis_client, store, RotateOptions(first=D, last=D + 2, batch_size=1), now=NOW)
     assert int(report.exit_code) == code
     assert f"stopped after {lost_at - 1} date(s)" in (report.error or "")
+
+
+def test_crash_between_byte_slices_of_one_commit(
+    redis_client: redis.Redis, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9: a group's commit is cut into slices by bytes; dying after the first
+    slice leaves committed-but-unreleased claims, which the next run recognises."""
+    jobs = [(D + k, "sync", "completed") for k in range(4) for _ in range(k + 1)]
+    for job in jobs:
+        foreign_job(redis_client, *job)
+    commit = type(store).commit
+    calls: list[int] = []
+
+    def commit_then_die(self: Store, items, retrieved_at):  # type: ignore[no-untyped-def]
+        calls.append(len(items))
+        if len(calls) > 1:
+            raise Crash
+        return commit(self, items, retrieved_at)
+
+    with monkeypatch.context() as m:
+        m.setattr(type(store), "commit", commit_then_die)
+        with pytest.raises(Crash):
+            rotate(redis_client, store, RotateOptions(max_commit_bytes=1), now=NOW)
+    assert calls == [1, 1]  # one date per slice; the second slice never committed
+    report = rotate(redis_client, store, now=NOW)
+    assert report.error is None
+    states = {o.unix_date: o.state for o in report.outcomes}
+    assert states[D] is DateState.ALREADY_APPLIED  # the first slice: in the ledger
+    assert all(states[D + k] is DateState.INSERTED for k in (1, 2, 3))
+    assert_conserved(redis_client, store, written_by(jobs))
+    assert tally_redis(redis_client) == {}
