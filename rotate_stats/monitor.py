@@ -19,7 +19,6 @@ from typing import Any
 from . import family
 from .dates import iso, last_stable
 from .errors import ConfigError
-from .heartbeat import ping
 from .invariants import Invariant
 from .metrics import SUCCESS_EXIT_CODES, RunMetrics, write_metrics
 from .report import EXIT_MEANINGS, DateState, ExitCode, RotationReport
@@ -124,6 +123,8 @@ class RunMonitor:
                 log.error("metrics file %s not written: %s", self.metrics_file, exc)
         if self.heartbeat_url is not None and exit_code != ExitCode.LOCKED:
             # 75: another run holds the lock and will ping when it is done
+            from .heartbeat import ping  # urllib.request: ~20 ms of start-up, only when used
+
             ping(self.heartbeat_url, exit_code in SUCCESS_EXIT_CODES, self.summary(exit_code))
 
     def summary(self, exit_code: int) -> str:
