@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,30 +20,6 @@ import pytest
 from rotate_stats.report import ExitCode
 from tests.conftest import require_binary
 from tests.deploy.common import DEBIAN_PATH, WRAPPER
-
-STUB = """#!/bin/sh
-env | grep '^ROTATE_STATS_' | sort | sed 's/^/stub env: /'
-echo "stub args: $*"
-echo "stub cwd: $(pwd)"
-exit "${STUB_EXIT:-0}"
-"""
-
-
-@pytest.fixture
-def site() -> Iterator[Path]:
-    """A stub venv, an environment file, a state directory (in a directory any user
-    can reach: one test runs the wrapper as ``nobody``)."""
-    require_binary("flock")
-    tmp_path = Path(tempfile.mkdtemp(prefix="rotate-stats-wrapper-"))
-    tmp_path.chmod(0o755)
-    (tmp_path / "venv/bin").mkdir(parents=True)
-    program = tmp_path / "venv/bin/rotate-stats"
-    program.write_text(STUB)
-    program.chmod(0o755)
-    (tmp_path / "state").mkdir()
-    (tmp_path / "rotate-stats.env").write_text("ROTATE_STATS_LOG_LEVEL=INFO\n")
-    yield tmp_path
-    shutil.rmtree(tmp_path)
 
 
 def run(
