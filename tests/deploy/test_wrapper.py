@@ -7,6 +7,7 @@ the ROTATE_STATS_* names it was given and its arguments, and exits with
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -19,7 +20,7 @@ import pytest
 
 from rotate_stats.report import ExitCode
 from tests.conftest import require_binary
-from tests.deploy.common import DEBIAN_PATH, WRAPPER
+from tests.deploy.common import DEBIAN_PATH, WRAPPER, require_root
 
 
 def run(
@@ -197,7 +198,7 @@ def test_an_unwritable_lock_file_is_named(site: Path) -> None:
     target = site / "no-such-dir" / "rotate-stats.lock"
     result = run(site, ROTATE_STATS_FLOCK_FILE=str(target))
     assert result.returncode == 2
-    assert f"cannot open the host lock file {target} for writing" in result.stdout
+    assert f"cannot create the host lock file {target} as " in result.stdout
 
 
 def test_a_run_stopped_by_sigterm_says_so(site: Path) -> None:
@@ -226,3 +227,110 @@ def test_a_run_stopped_by_sigterm_says_so(site: Path) -> None:
         "stopped by SIGTERM (a timeout, a shutdown or by hand): nothing is lost, "
         "the next run picks up its claims (exit 143)"
     ), stdout
+
+
+def test_a_failing_flock_is_not_mistaken_for_a_held_lock(site: Path) -> None:
+    """Before, any failure of ``flock -n`` (missing, too large an environment, a bad
+    descriptor) was logged as "another run holds the lock" with exit 75, which the
+    unit counts as success: the job never ran and nothing said so."""
+    fake = site / "fake-bin"
+    fake.mkdir()
+    (fake / "flock").write_text("#!/bin/sh\necho 'flock: bad file descriptor' >&2\nexit 66\n")
+    (fake / "flock").chmod(0o755)
+    result = run(site, PATH=f"{fake}:{DEBIAN_PATH}")
+    assert result.returncode == 2, result.stdout
+    lock = site / "state/rotate-stats.lock"
+    assert f"cannot take the host lock {lock} (flock exit 66)" in result.stdout
+    assert "skipped" not in result.stdout and "stub" not in result.stdout
+
+
+def test_a_lock_file_left_by_a_root_run_does_not_stop_the_service_user(site: Path) -> None:
+    """Running the wrapper once as root (instead of ``runuser -u rotate-stats``) left a
+    root-owned lock file that every later scheduled run could not open for writing
+    (exit 2 each night). flock needs only a read descriptor."""
+    require_root()
+    require_binary("setpriv")
+    (site / "state").chmod(0o777)
+    lock = site / "state/rotate-stats.lock"
+    lock.write_text("")
+    lock.chmod(0o644)  # root's, as a root run leaves it
+    result = _run_as_nobody(site)
+    assert result.returncode == 0, result.stdout
+    assert "stub args:" in result.stdout
+
+
+def _start(site: Path, program: str) -> tuple[subprocess.Popen[str], Path]:
+    started = site / "started"
+    (site / "venv/bin/rotate-stats").write_text(program.replace("STARTED", str(started)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
+    env.update(
+        PATH=DEBIAN_PATH,
+        ROTATE_STATS_ENV_FILE="",
+        ROTATE_STATS_VENV=str(site / "venv"),
+        ROTATE_STATS_FLOCK_FILE=str(site / "state/rotate-stats.lock"),
+    )
+    proc = subprocess.Popen(
+        [str(WRAPPER)], env=env, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    return proc, started
+
+
+def test_sigterm_to_the_wrapper_alone_stops_the_job_and_says_so(site: Path) -> None:
+    """``kill <wrapper pid>`` (by hand, ``timeout``): before, the job ran on to its end
+    and the wrapper then logged "stopped by SIGTERM" whatever the job had done."""
+    proc, started = _start(
+        site,
+        "#!/bin/sh\ntrap 'kill $pid; echo job stopped by TERM; exit 143' TERM\n"
+        "sleep 30 & pid=$!\ntouch STARTED\nwait\necho job finished\n",
+    )
+    with proc:
+        try:
+            while not started.exists():
+                assert proc.poll() is None
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)  # the wrapper only
+            stdout, _ = proc.communicate(timeout=20)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # whatever is left of the run
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143
+    lines = stdout.splitlines()
+    assert "job stopped by TERM" in lines and "job finished" not in lines
+    assert lines[-1].endswith("(exit 143)") and "stopped by SIGTERM" in lines[-1]
+
+
+def test_a_job_killed_by_a_signal_is_named_in_the_log(site: Path) -> None:
+    """SIGKILL (the OOM killer, systemd after TimeoutStopSec) used to read "unexpected"."""
+    program = site / "venv/bin/rotate-stats"
+    program.write_text("#!/bin/sh\nkill -KILL $$\n")
+    result = run(site)
+    assert result.returncode == 137
+    assert result.stdout.splitlines()[-1].endswith(
+        "exit 137 (killed by SIGKILL: out of memory, or stopped after ignoring SIGTERM; "
+        "nothing is lost, the next run picks up its claims)"
+    ), result.stdout
+
+
+def test_the_cron_command_puts_the_jobs_stdout_and_stderr_in_the_log(site: Path) -> None:
+    """The cron entry's own command (paths pointed here), run by /bin/sh as cron does."""
+    [command] = [
+        line.split(None, 6)[6]
+        for line in (WRAPPER.parent / "rotate-stats.cron").read_text().splitlines()
+        if line[:1].isdigit()
+    ]
+    log = site / "rotate.log"
+    command = command.replace("/opt/rotate-stats/cron/run-rotate-stats", str(WRAPPER))
+    command = command.replace("/var/log/rotate-stats/rotate.log", str(log))
+    (site / "venv/bin/rotate-stats").write_text("#!/bin/sh\necho to stdout\necho to stderr >&2\n")
+    env = {
+        "PATH": DEBIAN_PATH,
+        "ROTATE_STATS_ENV_FILE": str(site / "rotate-stats.env"),
+        "ROTATE_STATS_VENV": str(site / "venv"),
+        "ROTATE_STATS_FLOCK_FILE": str(site / "state/rotate-stats.lock"),
+    }
+    result = subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    lines = log.read_text().splitlines()
+    assert "rotate-stats: start (pid" in lines[0]
+    assert lines[1:3] == ["to stdout", "to stderr"]
+    assert lines[3].endswith("rotate-stats: exit 0 (success, or nothing to do)")
