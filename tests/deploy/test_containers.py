@@ -126,11 +126,38 @@ def test_cronjob_never_overlaps_and_gives_up_on_a_late_start() -> None:
 
 def test_cronjob_does_not_retry_what_a_retry_cannot_fix_or_would_hide() -> None:
     rules = cronjob()["spec"]["jobTemplate"]["spec"]["podFailurePolicy"]["rules"]
-    [rule] = rules
-    assert rule["action"] == "FailJob"
+    fail_job = [rule for rule in rules if rule["action"] == "FailJob"]
+    [rule] = fail_job
     assert rule["onExitCodes"]["containerName"] == container()["name"]
     assert rule["onExitCodes"]["operator"] == "In"
     assert rule["onExitCodes"]["values"] == [int(ExitCode.USAGE), int(ExitCode.VIOLATIONS)]
+
+
+def test_cronjob_does_not_count_an_evicted_pod_but_counts_a_held_lock() -> None:
+    """A pod evicted or pre-empted (node drain, spot node) is retried without using up
+    backoffLimit; before, each eviction used up one of the two retries. Exit 75 (another run
+    holds the Redis lock) stays counted: ``Ignore`` would recreate pods for as long as
+    the lock is held, up to activeDeadlineSeconds."""
+    rules = cronjob()["spec"]["jobTemplate"]["spec"]["podFailurePolicy"]["rules"]
+    assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in rules
+    for rule in rules:
+        if rule["action"] == "Ignore" and "onExitCodes" in rule:
+            assert int(ExitCode.LOCKED) not in rule["onExitCodes"]["values"]
+
+
+def test_the_secret_files_are_readable_by_the_user_the_pod_runs_as() -> None:
+    """Secret files belong to root, group fsGroup: the pod's user reads them through
+    that group only if fsGroup is its group and the mode gives the group read access."""
+    pod = pod_spec()["securityContext"]
+    user = next(args for word, args in final_stage() if word == "USER")
+    uid, _, gid = user.partition(":")
+    assert (pod["runAsUser"], pod["runAsGroup"]) == (int(uid), int(gid))
+    assert pod["fsGroup"] == pod["runAsGroup"]
+    for volume in pod_spec()["volumes"]:
+        secret = volume["secret"]
+        assert secret["defaultMode"] & 0o040, volume["name"]  # group-readable
+        assert secret["defaultMode"] & 0o007 == 0, volume["name"]  # nobody else
+        assert all("mode" not in item for item in secret["items"])  # no per-file override
 
 
 def test_cronjob_passes_secrets_as_files_never_as_values() -> None:
