@@ -32,5 +32,6 @@ def site() -> Iterator[Path]:
     program.chmod(0o755)
     (tmp_path / "state").mkdir()
     (tmp_path / "rotate-stats.env").write_text("ROTATE_STATS_LOG_LEVEL=INFO\n")
+    (tmp_path / "rotate-stats.env").chmod(0o640)  # as installed
     yield tmp_path
     shutil.rmtree(tmp_path)

@@ -251,6 +251,7 @@ def test_a_lock_file_left_by_a_root_run_does_not_stop_the_service_user(site: Pat
     require_root()
     require_binary("setpriv")
     (site / "state").chmod(0o777)
+    os.chown(site / "rotate-stats.env", 0, 65534)  # root:<nobody's group>, 0640
     lock = site / "state/rotate-stats.lock"
     lock.write_text("")
     lock.chmod(0o644)  # root's, as a root run leaves it
@@ -334,3 +335,39 @@ def test_the_cron_command_puts_the_jobs_stdout_and_stderr_in_the_log(site: Path)
     assert "rotate-stats: start (pid" in lines[0]
     assert lines[1:3] == ["to stdout", "to stderr"]
     assert lines[3].endswith("rotate-stats: exit 0 (success, or nothing to do)")
+
+
+def test_the_jobs_output_reaches_the_log_in_the_order_it_was_written(site: Path) -> None:
+    """Python buffers stdout when it is a file: the job's summary (stdout) landed after
+    its log lines (stderr), or not at all when the run was killed."""
+    (site / "venv/bin/rotate-stats").write_text(
+        f"#!{sys.executable}\nimport sys\n"
+        "print('summary 1')\nprint('log line', file=sys.stderr)\nprint('summary 2')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROTATE_STATS_", "PYTHON"))}
+    env.update(
+        PATH=DEBIAN_PATH,
+        ROTATE_STATS_ENV_FILE="",
+        ROTATE_STATS_VENV=str(site / "venv"),
+        ROTATE_STATS_FLOCK_FILE=str(site / "state/rotate-stats.lock"),
+    )
+    log = site / "rotate.log"
+    with log.open("ab") as out:
+        subprocess.run([str(WRAPPER)], env=env, stdout=out, stderr=out, timeout=60, check=True)
+    lines = log.read_text().splitlines()
+    assert lines[1:4] == ["summary 1", "log line", "summary 2"], lines
+
+
+def test_an_environment_file_others_can_read_is_reported(site: Path) -> None:
+    """It holds passwords: mode 0644 (``cp`` instead of ``install -m 0640``) runs, but
+    the log says so, with the command that fixes it."""
+    env_file = site / "rotate-stats.env"
+    env_file.chmod(0o644)
+    result = run(site)
+    assert result.returncode == 0
+    assert (
+        f"rotate-stats: WARNING: environment file {env_file} has mode 0644: other users "
+        f"can read the passwords in it (chmod 0640 {env_file})"
+    ) in result.stdout
+    env_file.chmod(0o640)
+    assert "WARNING" not in run(site).stdout
