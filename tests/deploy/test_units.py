@@ -162,7 +162,7 @@ def test_the_cron_entry_runs_the_same_wrapper_into_the_same_log_without_an_outer
     """Defect 8: ``flock -n`` around the wrapper skipped runs silently with exit 1; the
     wrapper now takes the lock itself and logs the skip."""
     command = _cron_job()[6]
-    assert command == f"{INSTALLED_WRAPPER} >>{LOG_FILE} 2>&1"
+    assert command.startswith(f"{INSTALLED_WRAPPER} >>{LOG_FILE} 2>&1; ")
     assert "flock" not in command
 
 

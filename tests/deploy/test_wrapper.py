@@ -312,29 +312,73 @@ def test_a_job_killed_by_a_signal_is_named_in_the_log(site: Path) -> None:
     ), result.stdout
 
 
-def test_the_cron_command_puts_the_jobs_stdout_and_stderr_in_the_log(site: Path) -> None:
+def _cron(site: Path, log: Path, *, path: str = DEBIAN_PATH) -> subprocess.CompletedProcess[bytes]:
     """The cron entry's own command (paths pointed here), run by /bin/sh as cron does."""
     [command] = [
         line.split(None, 6)[6]
         for line in (WRAPPER.parent / "rotate-stats.cron").read_text().splitlines()
         if line[:1].isdigit()
     ]
-    log = site / "rotate.log"
     command = command.replace("/opt/rotate-stats/cron/run-rotate-stats", str(WRAPPER))
     command = command.replace("/var/log/rotate-stats/rotate.log", str(log))
-    (site / "venv/bin/rotate-stats").write_text("#!/bin/sh\necho to stdout\necho to stderr >&2\n")
     env = {
-        "PATH": DEBIAN_PATH,
+        "PATH": path,
         "ROTATE_STATS_ENV_FILE": str(site / "rotate-stats.env"),
         "ROTATE_STATS_VENV": str(site / "venv"),
         "ROTATE_STATS_FLOCK_FILE": str(site / "state/rotate-stats.lock"),
     }
-    result = subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True, timeout=60)
+    return subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True, timeout=60)
+
+
+def test_the_cron_command_puts_the_jobs_stdout_and_stderr_in_the_log(site: Path) -> None:
+    log = site / "rotate.log"
+    (site / "venv/bin/rotate-stats").write_text("#!/bin/sh\necho to stdout\necho to stderr >&2\n")
+    result = _cron(site, log)
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
     lines = log.read_text().splitlines()
     assert "rotate-stats: start (pid" in lines[0]
     assert lines[1:3] == ["to stdout", "to stderr"]
     assert lines[3].endswith("rotate-stats: exit 0 (success, or nothing to do)")
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "reported"), [(0, False), (75, False), (1, True), (3, True), (2, True)]
+)
+def test_a_failed_cron_run_logs_one_error_line_to_syslog(
+    site: Path, exit_code: int, reported: bool
+) -> None:
+    """Cron sends the entry's output by mail, and the entry sends all of it to the log
+    file: a failed run (or one whose log file cannot be written) alerted nobody. Like
+    the unit's OnFailure= notifier, it now logs one line at priority err, tagged
+    rotate-stats-failure; exit 75 (skipped) is not a failure."""
+    fake = site / "fake-bin"
+    fake.mkdir()
+    calls = site / "logger-calls"
+    (fake / "logger").write_text(f'#!/bin/sh\nprintf "%s|" "$@" >>{calls}\necho >>{calls}\n')
+    (fake / "logger").chmod(0o755)
+    (site / "venv/bin/rotate-stats").write_text(f"#!/bin/sh\nexit {exit_code}\n")
+    log = site / "rotate.log"
+    result = _cron(site, log, path=f"{fake}:{DEBIAN_PATH}")
+    assert result.returncode == exit_code  # the wrapper's, for whoever runs the line
+    if not reported:
+        assert not calls.exists()
+        return
+    assert calls.read_text() == (
+        f"-t|rotate-stats-failure|-p|user.err|rotate-stats failed (exit {exit_code}): "
+        f"see {log} and docs/OPERATIONS.md|\n"
+    )
+
+
+def test_a_cron_run_whose_log_cannot_be_written_is_reported(site: Path) -> None:
+    fake = site / "fake-bin"
+    fake.mkdir()
+    calls = site / "logger-calls"
+    (fake / "logger").write_text(f'#!/bin/sh\nprintf "%s|" "$@" >>{calls}\n')
+    (fake / "logger").chmod(0o755)
+    log = site / "no-such-dir" / "rotate.log"
+    result = _cron(site, log, path=f"{fake}:{DEBIAN_PATH}")
+    assert b"cannot create" in result.stderr  # mailed by cron where mail works
+    assert f"rotate-stats failed (exit 2): see {log}" in calls.read_text()
 
 
 def test_the_jobs_output_reaches_the_log_in_the_order_it_was_written(site: Path) -> None:
