@@ -9,10 +9,13 @@ and the build stage's ``pip wheel`` is run on exactly the context the
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import tomllib
 import zipfile
 from pathlib import Path
@@ -22,7 +25,8 @@ import yaml
 
 from rotate_stats.report import ExitCode
 from rotate_stats.settings import ENVIRONMENT
-from tests.deploy.common import DEPLOY, ROOT, unit_settings
+from tests.conftest import require_binary
+from tests.deploy.common import DEPLOY, ROOT, require_root, unit_settings
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 CRONJOB = DEPLOY / "kubernetes" / "cronjob.yaml"
@@ -226,3 +230,32 @@ def test_the_build_context_the_dockerignore_keeps_builds_a_complete_wheel(tmp_pa
         assert f"rotate_stats/{script.name}" in names
     for migration in (ROOT / "rotate_stats/migrations").glob("*.sql"):
         assert f"rotate_stats/migrations/{migration.name}" in names
+
+
+def test_the_images_stop_signal_stops_the_program_when_it_is_pid_1(tmp_path: Path) -> None:
+    """In the container the program is PID 1, and the kernel delivers to PID 1 only the
+    signals it has a handler for. Python has none for SIGTERM, the default stop signal:
+    ``docker stop``, a Job's activeDeadlineSeconds or a node drain waited out the grace
+    period and killed the run with SIGKILL. Python handles SIGINT (KeyboardInterrupt)."""
+    require_root()
+    require_binary("unshare")
+    stop = [args for word, args in final_stage() if word == "STOPSIGNAL"]
+    name = stop[-1] if stop else "SIGTERM"
+    ready = tmp_path / "ready"
+    code = f"import pathlib, time; pathlib.Path({str(ready)!r}).touch(); time.sleep(60)"
+    with subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-c", code],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as proc:
+        try:
+            while not ready.exists():
+                assert proc.poll() is None
+                time.sleep(0.01)
+            [child] = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            os.kill(int(child), signal.Signals[name])
+            proc.wait(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()  # --kill-child takes the program with it
+                proc.wait()
