@@ -259,3 +259,13 @@ def test_the_images_stop_signal_stops_the_program_when_it_is_pid_1(tmp_path: Pat
             if proc.poll() is None:
                 proc.kill()  # --kill-child takes the program with it
                 proc.wait()
+
+
+def test_the_image_tag_everywhere_is_the_projects_version() -> None:
+    """A release bumps pyproject's version; a manifest still naming the old tag would
+    keep running the old code."""
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert container()["image"] == f"rotate-stats:{version}"
+    for doc in (DOCKERFILE, ROOT / "README.md", ROOT / "docs/OPERATIONS.md"):
+        tags = set(re.findall(r"rotate-stats:(\d+\.\d+\.\d+\S*?)\b", doc.read_text()))
+        assert tags <= {version}, (doc.name, tags)

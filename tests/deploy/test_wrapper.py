@@ -415,3 +415,14 @@ def test_an_environment_file_others_can_read_is_reported(site: Path) -> None:
     ) in result.stdout
     env_file.chmod(0o640)
     assert "WARNING" not in run(site).stdout
+
+
+@pytest.mark.parametrize("code", list(ExitCode))
+def test_every_exit_code_of_the_program_is_passed_through(site: Path, code: ExitCode) -> None:
+    """systemd's SuccessExitStatus=75 and the CronJob's podFailurePolicy see the
+    program's own status, not the wrapper's."""
+    result = run(site, STUB_EXIT=str(int(code)))
+    assert result.returncode == int(code)
+    assert (
+        result.stdout.splitlines()[-1].split(" rotate-stats: ")[1].startswith(f"exit {int(code)} (")
+    )
