@@ -134,6 +134,12 @@ def test_an_empty_value_is_passed_empty(site: Path) -> None:
             id="latin-1",
         ),
         pytest.param(
+            "ROTATE_STATS_REDIS_URL=redis://:hunter2@h:6379/0\r\n".encode("utf-16"),
+            1,
+            "not UTF-8 text (save the file as UTF-8)",
+            id="utf-16-from-powershell",
+        ),
+        pytest.param(
             b"ROTATE_STATS_LOG_LEVEL=INFO\nROTATE_STATS_REDIS_URL=redis://:hunter2"
             + b"x" * 200_000
             + b"@h:6379/0\n",

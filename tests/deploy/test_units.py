@@ -223,3 +223,14 @@ def test_private_users_keeps_the_environment_file_readable_by_its_group() -> Non
         assert with_group.stdout == "ROTATE_STATS_LOG_LEVEL=INFO\n"
         without = read("--clear-groups")  # and the check is real
         assert without.returncode != 0 and "Permission denied" in without.stderr
+
+
+def test_cron_and_systemd_runs_share_one_host_lock_in_the_state_directory() -> None:
+    """A run by the timer, by cron and by hand (runuser) exclude each other only if
+    they lock the same file: the wrapper's default, in the unit's StateDirectory
+    (writable under ProtectSystem=strict)."""
+    [default] = re.findall(r"ROTATE_STATS_FLOCK_FILE:-(\S+)\}", WRAPPER.read_text())
+    [state] = unit_settings("rotate-stats.service")["StateDirectory"]
+    assert Path(default).parent == Path("/var/lib") / state
+    assert "ROTATE_STATS_FLOCK_FILE" not in (CRON / "rotate-stats.cron").read_text()
+    assert "Environment" not in unit_settings("rotate-stats.service")
