@@ -426,3 +426,26 @@ def test_every_exit_code_of_the_program_is_passed_through(site: Path, code: Exit
     assert (
         result.stdout.splitlines()[-1].split(" rotate-stats: ")[1].startswith(f"exit {int(code)} (")
     )
+
+
+def test_ctrl_c_on_a_run_by_hand_stops_the_job(site: Path) -> None:
+    """Ctrl-C sends SIGINT to the terminal's whole process group. The job runs in the
+    background, where SIGINT is ignored: the wrapper stops it with SIGTERM."""
+    proc, started = _start(
+        site,
+        f"#!{sys.executable}\nimport pathlib, time\npathlib.Path('STARTED').touch()\n"
+        "time.sleep(60)\nprint('job finished')\n",
+    )
+    with proc:
+        try:
+            while not started.exists():
+                assert proc.poll() is None
+                time.sleep(0.01)
+            os.killpg(proc.pid, signal.SIGINT)
+            stdout, _ = proc.communicate(timeout=20)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130
+    assert "job finished" not in stdout
+    assert stdout.rstrip().endswith("(exit 130)") and "stopped by SIGINT" in stdout, stdout
