@@ -122,6 +122,12 @@ def test_an_empty_value_is_passed_empty(site: Path) -> None:
             id="duplicate-name",
         ),
         pytest.param(
+            b"ROTATE_STATS_ENV_FILE=/etc/rotate-stats/other.env\n",
+            1,
+            "ROTATE_STATS_ENV_FILE has no effect here (the file is already chosen)",
+            id="env-file-inside-itself",
+        ),
+        pytest.param(
             b"redis_url hunter2\n",
             1,
             "expected NAME=value",
