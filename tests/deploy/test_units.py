@@ -234,3 +234,15 @@ def test_cron_and_systemd_runs_share_one_host_lock_in_the_state_directory() -> N
     assert Path(default).parent == Path("/var/lib") / state
     assert "ROTATE_STATS_FLOCK_FILE" not in (CRON / "rotate-stats.cron").read_text()
     assert "Environment" not in unit_settings("rotate-stats.service")
+
+
+def test_the_random_delay_the_readme_announces_is_the_timers() -> None:
+    """RandomizedDelaySec= delays every start, the catch-up at boot that Persistent=true
+    triggers included: the README tells the operator how late NEXT may be."""
+    timer = unit_settings("rotate-stats.timer")
+    [delay] = timer["RandomizedDelaySec"]
+    match = re.fullmatch(r"(\d+)min", delay)
+    assert match is not None, delay
+    minutes = int(match.group(1))
+    assert minutes < 60  # still within the 03:00 hour, which exists every day
+    assert f"(+ up to {minutes} min)" in readme_section("Deployment")
