@@ -9,10 +9,13 @@ and the build stage's ``pip wheel`` is run on exactly the context the
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import tomllib
 import zipfile
 from pathlib import Path
@@ -22,7 +25,8 @@ import yaml
 
 from rotate_stats.report import ExitCode
 from rotate_stats.settings import ENVIRONMENT
-from tests.deploy.common import DEPLOY, ROOT, unit_settings
+from tests.conftest import require_binary
+from tests.deploy.common import DEPLOY, ROOT, require_root, unit_settings
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 CRONJOB = DEPLOY / "kubernetes" / "cronjob.yaml"
@@ -126,11 +130,38 @@ def test_cronjob_never_overlaps_and_gives_up_on_a_late_start() -> None:
 
 def test_cronjob_does_not_retry_what_a_retry_cannot_fix_or_would_hide() -> None:
     rules = cronjob()["spec"]["jobTemplate"]["spec"]["podFailurePolicy"]["rules"]
-    [rule] = rules
-    assert rule["action"] == "FailJob"
+    fail_job = [rule for rule in rules if rule["action"] == "FailJob"]
+    [rule] = fail_job
     assert rule["onExitCodes"]["containerName"] == container()["name"]
     assert rule["onExitCodes"]["operator"] == "In"
     assert rule["onExitCodes"]["values"] == [int(ExitCode.USAGE), int(ExitCode.VIOLATIONS)]
+
+
+def test_cronjob_does_not_count_an_evicted_pod_but_counts_a_held_lock() -> None:
+    """A pod evicted or pre-empted (node drain, spot node) is retried without using up
+    backoffLimit; before, each eviction used up one of the two retries. Exit 75 (another run
+    holds the Redis lock) stays counted: ``Ignore`` would recreate pods for as long as
+    the lock is held, up to activeDeadlineSeconds."""
+    rules = cronjob()["spec"]["jobTemplate"]["spec"]["podFailurePolicy"]["rules"]
+    assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in rules
+    for rule in rules:
+        if rule["action"] == "Ignore" and "onExitCodes" in rule:
+            assert int(ExitCode.LOCKED) not in rule["onExitCodes"]["values"]
+
+
+def test_the_secret_files_are_readable_by_the_user_the_pod_runs_as() -> None:
+    """Secret files belong to root, group fsGroup: the pod's user reads them through
+    that group only if fsGroup is its group and the mode gives the group read access."""
+    pod = pod_spec()["securityContext"]
+    user = next(args for word, args in final_stage() if word == "USER")
+    uid, _, gid = user.partition(":")
+    assert (pod["runAsUser"], pod["runAsGroup"]) == (int(uid), int(gid))
+    assert pod["fsGroup"] == pod["runAsGroup"]
+    for volume in pod_spec()["volumes"]:
+        secret = volume["secret"]
+        assert secret["defaultMode"] & 0o040, volume["name"]  # group-readable
+        assert secret["defaultMode"] & 0o007 == 0, volume["name"]  # nobody else
+        assert all("mode" not in item for item in secret["items"])  # no per-file override
 
 
 def test_cronjob_passes_secrets_as_files_never_as_values() -> None:
@@ -199,3 +230,42 @@ def test_the_build_context_the_dockerignore_keeps_builds_a_complete_wheel(tmp_pa
         assert f"rotate_stats/{script.name}" in names
     for migration in (ROOT / "rotate_stats/migrations").glob("*.sql"):
         assert f"rotate_stats/migrations/{migration.name}" in names
+
+
+def test_the_images_stop_signal_stops_the_program_when_it_is_pid_1(tmp_path: Path) -> None:
+    """In the container the program is PID 1, and the kernel delivers to PID 1 only the
+    signals it has a handler for. Python has none for SIGTERM, the default stop signal:
+    ``docker stop``, a Job's activeDeadlineSeconds or a node drain waited out the grace
+    period and killed the run with SIGKILL. Python handles SIGINT (KeyboardInterrupt)."""
+    require_root()
+    require_binary("unshare")
+    stop = [args for word, args in final_stage() if word == "STOPSIGNAL"]
+    name = stop[-1] if stop else "SIGTERM"
+    ready = tmp_path / "ready"
+    code = f"import pathlib, time; pathlib.Path({str(ready)!r}).touch(); time.sleep(60)"
+    with subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-c", code],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as proc:
+        try:
+            while not ready.exists():
+                assert proc.poll() is None
+                time.sleep(0.01)
+            [child] = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            os.kill(int(child), signal.Signals[name])
+            proc.wait(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()  # --kill-child takes the program with it
+                proc.wait()
+
+
+def test_the_image_tag_everywhere_is_the_projects_version() -> None:
+    """A release bumps pyproject's version; a manifest still naming the old tag would
+    keep running the old code."""
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert container()["image"] == f"rotate-stats:{version}"
+    for doc in (DOCKERFILE, ROOT / "README.md", ROOT / "docs/OPERATIONS.md"):
+        tags = set(re.findall(r"rotate-stats:(\d+\.\d+\.\d+\S*?)\b", doc.read_text()))
+        assert tags <= {version}, (doc.name, tags)

@@ -9,15 +9,25 @@ checkout's wrapper. Everything else is verified as written.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from tests.conftest import require_binary
-from tests.deploy.common import CRON, DEPLOY, WRAPPER, unit_settings, unit_text
+from tests.deploy.common import (
+    CRON,
+    DEPLOY,
+    WRAPPER,
+    readme_section,
+    require_root,
+    unit_settings,
+    unit_text,
+)
 
 INSTALLED_WRAPPER = "/opt/rotate-stats/cron/run-rotate-stats"
 UNITS = ["rotate-stats.service", "rotate-stats.timer", "rotate-stats-failure@.service"]
@@ -152,7 +162,7 @@ def test_the_cron_entry_runs_the_same_wrapper_into_the_same_log_without_an_outer
     """Defect 8: ``flock -n`` around the wrapper skipped runs silently with exit 1; the
     wrapper now takes the lock itself and logs the skip."""
     command = _cron_job()[6]
-    assert command == f"{INSTALLED_WRAPPER} >>{LOG_FILE} 2>&1"
+    assert command.startswith(f"{INSTALLED_WRAPPER} >>{LOG_FILE} 2>&1; ")
     assert "flock" not in command
 
 
@@ -161,3 +171,78 @@ def test_logrotate_config_rotates_the_log_both_schedules_write() -> None:
     assert re.search(rf"^{re.escape(LOG_FILE)} \{{", text, re.M)
     assert "su rotate-stats rotate-stats" in text  # the directory belongs to the service user
     assert "create 0640 rotate-stats rotate-stats" in text
+
+
+def test_an_sqlite_database_in_the_state_directory_is_writable_under_protect_system() -> None:
+    """ProtectSystem=strict leaves only the Logs/StateDirectory writable: the SQLite URL
+    the example and the README suggest must lie in the state directory (SQLite also
+    writes its journal next to the file, so the directory must be writable)."""
+    service = unit_settings("rotate-stats.service")
+    assert service["ProtectSystem"] == ["strict"]
+    [state] = service["StateDirectory"]
+    assert "ReadWritePaths" not in service  # nothing else is writable
+    example = (CRON / "rotate-stats.env.example").read_text()
+    urls = re.findall(r"sqlite:///(/\S+?\.sqlite3)", example + readme_section("Deployment"))
+    assert urls
+    for path in urls:
+        assert Path(path).parent == Path("/var/lib") / state, path
+
+
+def test_private_users_keeps_the_environment_file_readable_by_its_group() -> None:
+    """PrivateUsers=yes maps only root and the unit's user and group into the service's
+    user namespace; any other owner shows as nobody. Access is still checked against
+    the real ids, so /etc/rotate-stats/rotate-stats.env (root:rotate-stats, 0640)
+    stays readable through the group. Shown here in the worst case: a namespace that
+    maps neither the file's owner nor its group."""
+    require_root()
+    for binary in ("setpriv", "unshare"):
+        require_binary(binary)
+    service = unit_settings("rotate-stats.service")
+    assert service["PrivateUsers"] == ["yes"] and service["Group"] == ["rotate-stats"]
+    with tempfile.TemporaryDirectory() as tmp:
+        secret = Path(tmp) / "rotate-stats.env"
+        secret.write_text("ROTATE_STATS_LOG_LEVEL=INFO\n")
+        os.chown(secret, 0, 4321)
+        secret.chmod(0o640)
+        Path(tmp).chmod(0o755)
+
+        def read(*groups: str) -> subprocess.CompletedProcess[str]:
+            ids = ["--reuid=65534", "--regid=65534", *groups]
+            namespace = ["unshare", "--user", "--map-current-user"]
+            return subprocess.run(
+                ["setpriv", *ids, *namespace, "cat", str(secret)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        with_group = read("--groups=4321")
+        if "unshare failed" in with_group.stderr:
+            pytest.skip(f"no user namespaces here: {with_group.stderr.strip()}")
+        assert with_group.returncode == 0, with_group.stderr
+        assert with_group.stdout == "ROTATE_STATS_LOG_LEVEL=INFO\n"
+        without = read("--clear-groups")  # and the check is real
+        assert without.returncode != 0 and "Permission denied" in without.stderr
+
+
+def test_cron_and_systemd_runs_share_one_host_lock_in_the_state_directory() -> None:
+    """A run by the timer, by cron and by hand (runuser) exclude each other only if
+    they lock the same file: the wrapper's default, in the unit's StateDirectory
+    (writable under ProtectSystem=strict)."""
+    [default] = re.findall(r"ROTATE_STATS_FLOCK_FILE:-(\S+)\}", WRAPPER.read_text())
+    [state] = unit_settings("rotate-stats.service")["StateDirectory"]
+    assert Path(default).parent == Path("/var/lib") / state
+    assert "ROTATE_STATS_FLOCK_FILE" not in (CRON / "rotate-stats.cron").read_text()
+    assert "Environment" not in unit_settings("rotate-stats.service")
+
+
+def test_the_random_delay_the_readme_announces_is_the_timers() -> None:
+    """RandomizedDelaySec= delays every start, the catch-up at boot that Persistent=true
+    triggers included: the README tells the operator how late NEXT may be."""
+    timer = unit_settings("rotate-stats.timer")
+    [delay] = timer["RandomizedDelaySec"]
+    match = re.fullmatch(r"(\d+)min", delay)
+    assert match is not None, delay
+    minutes = int(match.group(1))
+    assert minutes < 60  # still within the 03:00 hour, which exists every day
+    assert f"(+ up to {minutes} min)" in readme_section("Deployment")

@@ -7,46 +7,20 @@ the ROTATE_STATS_* names it was given and its arguments, and exits with
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rotate_stats.report import ExitCode
 from tests.conftest import require_binary
-from tests.deploy.common import DEBIAN_PATH, WRAPPER
-
-STUB = """#!/bin/sh
-env | grep '^ROTATE_STATS_' | sort | sed 's/^/stub env: /'
-echo "stub args: $*"
-echo "stub cwd: $(pwd)"
-exit "${STUB_EXIT:-0}"
-"""
-
-
-@pytest.fixture
-def site() -> Iterator[Path]:
-    """A stub venv, an environment file, a state directory (in a directory any user
-    can reach: one test runs the wrapper as ``nobody``)."""
-    require_binary("flock")
-    tmp_path = Path(tempfile.mkdtemp(prefix="rotate-stats-wrapper-"))
-    tmp_path.chmod(0o755)
-    (tmp_path / "venv/bin").mkdir(parents=True)
-    program = tmp_path / "venv/bin/rotate-stats"
-    program.write_text(STUB)
-    program.chmod(0o755)
-    (tmp_path / "state").mkdir()
-    (tmp_path / "rotate-stats.env").write_text("ROTATE_STATS_LOG_LEVEL=INFO\n")
-    yield tmp_path
-    shutil.rmtree(tmp_path)
+from tests.deploy.common import DEBIAN_PATH, WRAPPER, require_root
 
 
 def run(
@@ -224,7 +198,7 @@ def test_an_unwritable_lock_file_is_named(site: Path) -> None:
     target = site / "no-such-dir" / "rotate-stats.lock"
     result = run(site, ROTATE_STATS_FLOCK_FILE=str(target))
     assert result.returncode == 2
-    assert f"cannot open the host lock file {target} for writing" in result.stdout
+    assert f"cannot create the host lock file {target} as " in result.stdout
 
 
 def test_a_run_stopped_by_sigterm_says_so(site: Path) -> None:
@@ -253,3 +227,225 @@ def test_a_run_stopped_by_sigterm_says_so(site: Path) -> None:
         "stopped by SIGTERM (a timeout, a shutdown or by hand): nothing is lost, "
         "the next run picks up its claims (exit 143)"
     ), stdout
+
+
+def test_a_failing_flock_is_not_mistaken_for_a_held_lock(site: Path) -> None:
+    """Before, any failure of ``flock -n`` (missing, too large an environment, a bad
+    descriptor) was logged as "another run holds the lock" with exit 75, which the
+    unit counts as success: the job never ran and nothing said so."""
+    fake = site / "fake-bin"
+    fake.mkdir()
+    (fake / "flock").write_text("#!/bin/sh\necho 'flock: bad file descriptor' >&2\nexit 66\n")
+    (fake / "flock").chmod(0o755)
+    result = run(site, PATH=f"{fake}:{DEBIAN_PATH}")
+    assert result.returncode == 2, result.stdout
+    lock = site / "state/rotate-stats.lock"
+    assert f"cannot take the host lock {lock} (flock exit 66)" in result.stdout
+    assert "skipped" not in result.stdout and "stub" not in result.stdout
+
+
+def test_a_lock_file_left_by_a_root_run_does_not_stop_the_service_user(site: Path) -> None:
+    """Running the wrapper once as root (instead of ``runuser -u rotate-stats``) left a
+    root-owned lock file that every later scheduled run could not open for writing
+    (exit 2 each night). flock needs only a read descriptor."""
+    require_root()
+    require_binary("setpriv")
+    (site / "state").chmod(0o777)
+    os.chown(site / "rotate-stats.env", 0, 65534)  # root:<nobody's group>, 0640
+    lock = site / "state/rotate-stats.lock"
+    lock.write_text("")
+    lock.chmod(0o644)  # root's, as a root run leaves it
+    result = _run_as_nobody(site)
+    assert result.returncode == 0, result.stdout
+    assert "stub args:" in result.stdout
+
+
+def _start(site: Path, program: str) -> tuple[subprocess.Popen[str], Path]:
+    started = site / "started"
+    (site / "venv/bin/rotate-stats").write_text(program.replace("STARTED", str(started)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
+    env.update(
+        PATH=DEBIAN_PATH,
+        ROTATE_STATS_ENV_FILE="",
+        ROTATE_STATS_VENV=str(site / "venv"),
+        ROTATE_STATS_FLOCK_FILE=str(site / "state/rotate-stats.lock"),
+    )
+    proc = subprocess.Popen(
+        [str(WRAPPER)], env=env, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    return proc, started
+
+
+def test_sigterm_to_the_wrapper_alone_stops_the_job_and_says_so(site: Path) -> None:
+    """``kill <wrapper pid>`` (by hand, ``timeout``): before, the job ran on to its end
+    and the wrapper then logged "stopped by SIGTERM" whatever the job had done."""
+    proc, started = _start(
+        site,
+        "#!/bin/sh\ntrap 'kill $pid; echo job stopped by TERM; exit 143' TERM\n"
+        "sleep 30 & pid=$!\ntouch STARTED\nwait\necho job finished\n",
+    )
+    with proc:
+        try:
+            while not started.exists():
+                assert proc.poll() is None
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)  # the wrapper only
+            stdout, _ = proc.communicate(timeout=20)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # whatever is left of the run
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143
+    lines = stdout.splitlines()
+    assert "job stopped by TERM" in lines and "job finished" not in lines
+    assert lines[-1].endswith("(exit 143)") and "stopped by SIGTERM" in lines[-1]
+
+
+def test_a_job_killed_by_a_signal_is_named_in_the_log(site: Path) -> None:
+    """SIGKILL (the OOM killer, systemd after TimeoutStopSec) used to read "unexpected"."""
+    program = site / "venv/bin/rotate-stats"
+    program.write_text("#!/bin/sh\nkill -KILL $$\n")
+    result = run(site)
+    assert result.returncode == 137
+    assert result.stdout.splitlines()[-1].endswith(
+        "exit 137 (killed by SIGKILL: out of memory, or stopped after ignoring SIGTERM; "
+        "nothing is lost, the next run picks up its claims)"
+    ), result.stdout
+
+
+def _cron(site: Path, log: Path, *, path: str = DEBIAN_PATH) -> subprocess.CompletedProcess[bytes]:
+    """The cron entry's own command (paths pointed here), run by /bin/sh as cron does."""
+    [command] = [
+        line.split(None, 6)[6]
+        for line in (WRAPPER.parent / "rotate-stats.cron").read_text().splitlines()
+        if line[:1].isdigit()
+    ]
+    command = command.replace("/opt/rotate-stats/cron/run-rotate-stats", str(WRAPPER))
+    command = command.replace("/var/log/rotate-stats/rotate.log", str(log))
+    env = {
+        "PATH": path,
+        "ROTATE_STATS_ENV_FILE": str(site / "rotate-stats.env"),
+        "ROTATE_STATS_VENV": str(site / "venv"),
+        "ROTATE_STATS_FLOCK_FILE": str(site / "state/rotate-stats.lock"),
+    }
+    return subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True, timeout=60)
+
+
+def test_the_cron_command_puts_the_jobs_stdout_and_stderr_in_the_log(site: Path) -> None:
+    log = site / "rotate.log"
+    (site / "venv/bin/rotate-stats").write_text("#!/bin/sh\necho to stdout\necho to stderr >&2\n")
+    result = _cron(site, log)
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    lines = log.read_text().splitlines()
+    assert "rotate-stats: start (pid" in lines[0]
+    assert lines[1:3] == ["to stdout", "to stderr"]
+    assert lines[3].endswith("rotate-stats: exit 0 (success, or nothing to do)")
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "reported"), [(0, False), (75, False), (1, True), (3, True), (2, True)]
+)
+def test_a_failed_cron_run_logs_one_error_line_to_syslog(
+    site: Path, exit_code: int, reported: bool
+) -> None:
+    """Cron sends the entry's output by mail, and the entry sends all of it to the log
+    file: a failed run (or one whose log file cannot be written) alerted nobody. Like
+    the unit's OnFailure= notifier, it now logs one line at priority err, tagged
+    rotate-stats-failure; exit 75 (skipped) is not a failure."""
+    fake = site / "fake-bin"
+    fake.mkdir()
+    calls = site / "logger-calls"
+    (fake / "logger").write_text(f'#!/bin/sh\nprintf "%s|" "$@" >>{calls}\necho >>{calls}\n')
+    (fake / "logger").chmod(0o755)
+    (site / "venv/bin/rotate-stats").write_text(f"#!/bin/sh\nexit {exit_code}\n")
+    log = site / "rotate.log"
+    result = _cron(site, log, path=f"{fake}:{DEBIAN_PATH}")
+    assert result.returncode == exit_code  # the wrapper's, for whoever runs the line
+    if not reported:
+        assert not calls.exists()
+        return
+    assert calls.read_text() == (
+        f"-t|rotate-stats-failure|-p|user.err|rotate-stats failed (exit {exit_code}): "
+        f"see {log} and docs/OPERATIONS.md|\n"
+    )
+
+
+def test_a_cron_run_whose_log_cannot_be_written_is_reported(site: Path) -> None:
+    fake = site / "fake-bin"
+    fake.mkdir()
+    calls = site / "logger-calls"
+    (fake / "logger").write_text(f'#!/bin/sh\nprintf "%s|" "$@" >>{calls}\n')
+    (fake / "logger").chmod(0o755)
+    log = site / "no-such-dir" / "rotate.log"
+    result = _cron(site, log, path=f"{fake}:{DEBIAN_PATH}")
+    assert b"cannot create" in result.stderr  # mailed by cron where mail works
+    assert f"rotate-stats failed (exit 2): see {log}" in calls.read_text()
+
+
+def test_the_jobs_output_reaches_the_log_in_the_order_it_was_written(site: Path) -> None:
+    """Python buffers stdout when it is a file: the job's summary (stdout) landed after
+    its log lines (stderr), or not at all when the run was killed."""
+    (site / "venv/bin/rotate-stats").write_text(
+        f"#!{sys.executable}\nimport sys\n"
+        "print('summary 1')\nprint('log line', file=sys.stderr)\nprint('summary 2')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROTATE_STATS_", "PYTHON"))}
+    env.update(
+        PATH=DEBIAN_PATH,
+        ROTATE_STATS_ENV_FILE="",
+        ROTATE_STATS_VENV=str(site / "venv"),
+        ROTATE_STATS_FLOCK_FILE=str(site / "state/rotate-stats.lock"),
+    )
+    log = site / "rotate.log"
+    with log.open("ab") as out:
+        subprocess.run([str(WRAPPER)], env=env, stdout=out, stderr=out, timeout=60, check=True)
+    lines = log.read_text().splitlines()
+    assert lines[1:4] == ["summary 1", "log line", "summary 2"], lines
+
+
+def test_an_environment_file_others_can_read_is_reported(site: Path) -> None:
+    """It holds passwords: mode 0644 (``cp`` instead of ``install -m 0640``) runs, but
+    the log says so, with the command that fixes it."""
+    env_file = site / "rotate-stats.env"
+    env_file.chmod(0o644)
+    result = run(site)
+    assert result.returncode == 0
+    assert (
+        f"rotate-stats: WARNING: environment file {env_file} has mode 0644: other users "
+        f"can read the passwords in it (chmod 0640 {env_file})"
+    ) in result.stdout
+    env_file.chmod(0o640)
+    assert "WARNING" not in run(site).stdout
+
+
+@pytest.mark.parametrize("code", list(ExitCode))
+def test_every_exit_code_of_the_program_is_passed_through(site: Path, code: ExitCode) -> None:
+    """systemd's SuccessExitStatus=75 and the CronJob's podFailurePolicy see the
+    program's own status, not the wrapper's."""
+    result = run(site, STUB_EXIT=str(int(code)))
+    assert result.returncode == int(code)
+    assert (
+        result.stdout.splitlines()[-1].split(" rotate-stats: ")[1].startswith(f"exit {int(code)} (")
+    )
+
+
+def test_ctrl_c_on_a_run_by_hand_stops_the_job(site: Path) -> None:
+    """Ctrl-C sends SIGINT to the terminal's whole process group. The job runs in the
+    background, where SIGINT is ignored: the wrapper stops it with SIGTERM."""
+    proc, started = _start(
+        site,
+        f"#!{sys.executable}\nimport pathlib, time\npathlib.Path('STARTED').touch()\n"
+        "time.sleep(60)\nprint('job finished')\n",
+    )
+    with proc:
+        try:
+            while not started.exists():
+                assert proc.poll() is None
+                time.sleep(0.01)
+            os.killpg(proc.pid, signal.SIGINT)
+            stdout, _ = proc.communicate(timeout=20)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130
+    assert "job finished" not in stdout
+    assert stdout.rstrip().endswith("(exit 130)") and "stopped by SIGINT" in stdout, stdout
