@@ -251,9 +251,23 @@ def _check_redis_url(url: str) -> None:
         raise ConfigError("redis_url", url, f"a valid redis:// URL ({exc})") from None
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConfigError("redis_url", url, "a redis://, rediss:// or unix:// URL")
+    rest = url.partition("://")[2]
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if parts.scheme != "unix" and "@" in rest[len(authority) :]:
+        # urllib would take the password's start for a host or port, and say so
+        raise ConfigError(
+            "redis_url",
+            url,
+            "a password with any '/', '?', '#' or '@' in it percent-encoded "
+            "(%2F, %3F, %23, %40): a raw '/', '?' or '#' ends the host part",
+        )
     try:
         parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
     except ValueError:
+        if not parts.hostname:  # redis://:password - what follows the colon is no port
+            raise ConfigError(
+                "redis_url", url, "a host after the password, such as redis://:PASSWORD@cache"
+            ) from None
         port = parts.netloc.rpartition("@")[2].rpartition(":")[2]
         raise ConfigError(
             "redis_url", url, f"a port from 1 to 65535 after the host (got port {port!r})"
