@@ -257,7 +257,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         except ConfigError as exc:
             return _fail(args.format, ExitCode.USAGE, f"error: {exc}")
         args.monitor = monitor
-    code = _main(args, env)
+    try:
+        code = _main(args, env)
+    except BaseException:  # a bug or an interrupt: still in the metrics, still a /fail ping
+        if monitor is not None:
+            monitor.finish(ExitCode.FAILURE)
+        raise
     if monitor is not None:
         monitor.finish(code)
     return code

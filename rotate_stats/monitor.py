@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -64,10 +65,19 @@ class RunMonitor:
         path = metrics_file or environ.get(METRICS_FILE_VARIABLE, "").strip() or None
         url = environ.get(HEARTBEAT_URL_VARIABLE, "").strip() or None
         if path is not None:
+            name = "--metrics-file" if metrics_file else METRICS_FILE_VARIABLE
             directory = os.path.dirname(os.path.abspath(path))
             if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
-                name = "--metrics-file" if metrics_file else METRICS_FILE_VARIABLE
                 raise ConfigError(name, path, "a file in an existing, writable directory")
+            if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+                # a symlink would be replaced by a plain file (and following one would
+                # let whoever writes the directory aim the job at any of its files)
+                raise ConfigError(
+                    name,
+                    path,
+                    "a regular file or none yet (not a symlink, directory or FIFO): "
+                    "give the real path",
+                )
         if url is not None and not re.match(r"https?://", url):
             raise ConfigError(HEARTBEAT_URL_VARIABLE, "***", "an http:// or https:// URL")
         return cls(path, url) if path or url else None
