@@ -9,7 +9,9 @@ scheme, host and port.
 
 from __future__ import annotations
 
+import http.client
 import logging
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -41,14 +43,41 @@ def ping_url(url: str, ok: bool) -> str:
     return urllib.parse.urlunsplit(parts._replace(path=path))
 
 
-def ping(url: str, ok: bool, body: str = "", timeout: float = TIMEOUT) -> bool:
+def ping(
+    url: str, ok: bool, body: str = "", timeout: float = TIMEOUT, deadline: float | None = None
+) -> bool:
     """POST ``body`` (a one-line summary, shown by healthchecks) to the success or
-    failure URL; True when the server answered 2xx. Never raises."""
+    failure URL; True when the server answered 2xx. Never raises.
+
+    ``timeout`` bounds each connect and read; ``deadline`` (default twice that)
+    bounds the whole ping, so a server sending a byte now and then cannot hold
+    the run: the request goes on in a daemon thread the process does not wait for.
+    """
     target = ping_url(url, ok)
     shown = mask_ping_url(url) + ("" if ok else " (/fail)")
-    if urllib.parse.urlsplit(target).scheme not in ("http", "https"):
+    if urllib.parse.urlsplit(target).scheme.lower() not in ("http", "https"):
         log.warning("heartbeat %s: not an http(s) URL; not pinged", shown)
         return False
+    answered: list[bool] = []
+    worker = threading.Thread(
+        target=lambda: answered.append(_send(target, shown, body, timeout)),
+        name="rotate-stats-heartbeat",
+        daemon=True,
+    )
+    worker.start()
+    limit = 2 * timeout if deadline is None else deadline
+    worker.join(limit)
+    if worker.is_alive():
+        log.warning(
+            "heartbeat %s: no complete answer within %gs; not waited for, the run's result stands",
+            shown,
+            limit,
+        )
+        return False
+    return bool(answered and answered[0])
+
+
+def _send(target: str, shown: str, body: str, timeout: float) -> bool:
     request = urllib.request.Request(
         target,
         data=body.encode("utf-8")[:10_000],
@@ -63,12 +92,26 @@ def ping(url: str, ok: bool, body: str = "", timeout: float = TIMEOUT) -> bool:
         exc.close()
         log.warning("heartbeat %s: HTTP %d; the run's result stands", shown, exc.code)
         return False
-    except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections
-        reason = getattr(exc, "reason", exc)
-        log.warning("heartbeat %s failed: %s; the run's result stands", shown, reason)
+    except Exception as exc:  # noqa: BLE001 - URLError, timeouts, a server speaking garbage
+        log.warning(
+            "heartbeat %s failed: %s; the run's result stands", shown, _reason(exc, target)
+        )
         return False
     if not 200 <= status < 300:
         log.warning("heartbeat %s: HTTP %d; the run's result stands", shown, status)
         return False
     log.debug("heartbeat %s: HTTP %d", shown, status)
     return True
+
+
+def _reason(exc: Exception, target: str) -> str:
+    """What went wrong, without the URL's path (its secret): http.client's own
+    messages about a malformed URL quote it, so those are not echoed."""
+    if isinstance(exc, ValueError | http.client.InvalidURL):  # a blank or control character
+        return f"{type(exc).__name__}: the URL is malformed (a blank or control character?)"
+    reason = getattr(exc, "reason", exc)
+    text = str(reason) or type(reason).__name__
+    path = urllib.parse.urlsplit(target).path
+    if len(path) > 1:
+        text = text.replace(path, "/***")
+    return f"{type(reason).__name__}: {text}" if isinstance(reason, Exception) else text

@@ -30,6 +30,9 @@ log = logging.getLogger("rotate_stats")
 METRICS_FILE_VARIABLE = "ROTATE_STATS_METRICS_FILE"
 HEARTBEAT_URL_VARIABLE = "ROTATE_STATS_HEARTBEAT_URL"
 
+_HTTP_URL = re.compile(r"(?i)https?://[^/?#\s]+[^\s\x00-\x1f\x7f]*")
+"""An acceptable heartbeat URL: http(s), a host, nothing http.client would refuse."""
+
 _MORE = re.compile(r"^\.\.\. and ([0-9]+) more ")
 """The summary finding ``report.aggregate`` puts after the first few of a group."""
 
@@ -78,8 +81,12 @@ class RunMonitor:
                     "a regular file or none yet (not a symlink, directory or FIFO): "
                     "give the real path",
                 )
-        if url is not None and not re.match(r"https?://", url):
-            raise ConfigError(HEARTBEAT_URL_VARIABLE, "***", "an http:// or https:// URL")
+        if url is not None and not _HTTP_URL.fullmatch(url):
+            raise ConfigError(
+                HEARTBEAT_URL_VARIABLE,
+                "***",
+                "an http:// or https:// URL with a host, without blanks or control characters",
+            )
         return cls(path, url) if path or url else None
 
     def observe(self, report: RotationReport, client: Any) -> None:
@@ -134,7 +141,10 @@ class RunMonitor:
                 log.error("metrics file %s not written: %s", self.metrics_file, exc)
         if self.heartbeat_url is not None and exit_code != ExitCode.LOCKED:
             # 75: another run holds the lock and will ping when it is done
-            ping(self.heartbeat_url, exit_code in SUCCESS_EXIT_CODES, self.summary(exit_code))
+            try:
+                ping(self.heartbeat_url, exit_code in SUCCESS_EXIT_CODES, self.summary(exit_code))
+            except Exception as exc:  # noqa: BLE001 - ping never raises; if it did, the code stands
+                log.error("heartbeat not sent: %s", type(exc).__name__)
 
     def summary(self, exit_code: int) -> str:
         """One line for the heartbeat's body: exit code, dates, error."""
