@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import os
 import re
+import stat
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -287,22 +288,53 @@ def _unknown_hint(name: str) -> str:
     return "a known variable (all are listed in --help and the README)"
 
 
+MAX_SECRET_FILE_BYTES = 64 * 1024
+"""A URL file larger than this is refused unread (it cannot be one URL)."""
+
+
 def read_secret_file(variable: str, path: str) -> str:
-    """The content of the file ``variable`` names, less one trailing newline (like any
-    variable's value, it is then stripped of surrounding blanks).
+    """The one line of the file ``variable`` names, stripped of surrounding blanks
+    (a trailing newline, CRLF, spaces), like any variable's value.
 
     Errors name the variable and the path, never the content: a missing or
-    unreadable file, or one that is empty, is a ConfigError.
+    unreadable file, anything but a regular file (a FIFO would block the open;
+    symlinks are followed, as Kubernetes mounts secrets), a file over
+    ``MAX_SECRET_FILE_BYTES``, one that is empty, not UTF-8, more than one line
+    or holding a control character is a ConfigError.
     """
+
+    def refuse(expected: str) -> ConfigError:
+        return ConfigError(variable, path, expected)
+
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ConfigError(variable, path, f"a readable file holding the URL ({reason})") from None
-    text = text.removesuffix("\n").removesuffix("\r")
-    if not text.strip():
-        raise ConfigError(variable, path, "a file holding the URL (the file is empty)")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, then is refused
+    except OSError as exc:
+        raise refuse(f"a readable file holding the URL ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise refuse("a regular file holding the URL (this is a directory, FIFO or device)")
+        if info.st_size > MAX_SECRET_FILE_BYTES:
+            raise refuse(
+                f"a file holding one URL, at most {MAX_SECRET_FILE_BYTES} bytes "
+                f"(it has {info.st_size} bytes)"
+            )
+        data = os.read(fd, MAX_SECRET_FILE_BYTES + 1)
+    except OSError as exc:
+        raise refuse(f"a readable file holding the URL ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise refuse("a file holding the URL as UTF-8 text (it is not)") from None
+    if not text:
+        raise refuse("a file holding the URL (the file is empty)")
+    lines = text.splitlines()
+    if len(lines) > 1:
+        raise refuse(f"a file holding one URL on one line (it has {len(lines)} lines)")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise refuse("a file holding the URL without control characters (it has one)")
     return text
 
 
