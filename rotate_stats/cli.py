@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from . import __version__
 from .dates import iso, last_stable, parse_iso
 from .errors import ConfigError, LockHeld, RotateStatsError, mask_text
-from .render import plural, render_check, render_report, render_status
+from .render import plural, printable_lines, render_check, render_report, render_status
 from .report import EXIT_MEANINGS, ExitCode, RotationReport
 from .settings import ENVIRONMENT, Settings
 
@@ -318,7 +318,7 @@ def _wanted_format(argv: Sequence[str]) -> str:
 def _fail(fmt: str, code: ExitCode, message: str) -> int:
     """Report an error: always on stderr; with ``--format json``/``junit`` also on stdout,
     so a machine reading stdout gets a document whatever happened (issue 10, item 11)."""
-    message = mask_text(message)
+    message = printable_lines(mask_text(message))
     print(f"rotate_stats: {message}", file=sys.stderr)
     text = message.removeprefix("error: ")
     if fmt == "json":
@@ -331,7 +331,7 @@ def _fail(fmt: str, code: ExitCode, message: str) -> int:
 
 
 def _emit(fmt: str, data: Mapping[str, object], text: str) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True) if fmt == "json" else text)
+    print(json.dumps(data, indent=2, sort_keys=True) if fmt == "json" else printable_lines(text))
 
 
 # -- one function per command ------------------------------------------------------------
@@ -499,7 +499,7 @@ def _cmd_rotate(args: argparse.Namespace, settings: Settings) -> int:
             args.monitor.observe(report, client)
     _emit(args.format, report.as_dict(), render_report(report))
     if report.error:
-        print(f"rotate_stats: error: {mask_text(report.error)}", file=sys.stderr)
+        print(f"rotate_stats: error: {printable_lines(mask_text(report.error))}", file=sys.stderr)
     _log_summary(report)
     return report.exit_code
 

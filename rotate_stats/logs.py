@@ -19,6 +19,7 @@ import logging
 import sys
 
 from .errors import mask_text
+from .render import printable
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [run %(run_id)s]: %(message)s"
 
@@ -42,6 +43,16 @@ class _RunContext(logging.Filter):
         record.msg = mask_text(record.getMessage())
         record.args = None
         return True
+
+
+class TextFormatter(logging.Formatter):
+    """``TEXT_FORMAT``, with the message on one line: a newline, an escape or another
+    control character in it (a breakdown key may hold any) is shown escaped, so
+    no message can forge a log line or drive a terminal."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = printable(record.message)
+        return super().formatMessage(record)
 
 
 class JsonFormatter(logging.Formatter):
@@ -70,6 +81,6 @@ def setup_logging(level: str, log_format: str, run_id: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RunContext(run_id))
     handler.setFormatter(
-        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+        JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT)
     )
     logging.basicConfig(level=level, handlers=[handler], force=True)
