@@ -8,7 +8,9 @@ used by ``cli`` alone, decides how lines look (issue 10, item 16):
   ``logger``, ``message``, ``run_id`` and whatever the call passed as
   ``extra=`` (``date``, ``state``, ``counts``, ...).
 
-Every message goes through ``mask_text`` first: no log line carries a URL's password.
+Every message, ``extra=`` string and traceback goes through ``mask_text``: no log
+line carries a URL's password. Text lines show a message's control characters
+escaped (``render.printable``): one record, one line.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import datetime as dt
 import json
 import logging
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 from .errors import mask_text
 from .render import printable
@@ -54,6 +58,9 @@ class TextFormatter(logging.Formatter):
         record.message = printable(record.message)
         return super().formatMessage(record)
 
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        return mask_text(super().formatException(ei))
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, run_id and the extras."""
@@ -70,10 +77,21 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                data[key] = value
+                data[key] = _masked(value)
         if record.exc_info:
             data["exception"] = mask_text(self.formatException(record.exc_info))
         return json.dumps(data, default=str, sort_keys=False)
+
+
+def _masked(value: object) -> object:
+    """An ``extra=`` value with every string in it (in lists and dicts too) masked."""
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, Mapping):
+        return {str(k): _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_masked(v) for v in value]
+    return value
 
 
 def setup_logging(level: str, log_format: str, run_id: str) -> None:

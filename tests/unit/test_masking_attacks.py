@@ -4,9 +4,13 @@ missing its host, the heartbeat URL (whose path is the secret)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 import pytest
 
 from rotate_stats.errors import ConfigError, mask_url, mask_value
+from rotate_stats.logs import setup_logging
 from rotate_stats.settings import Settings
 
 SECRET = "s3cr3t"
@@ -70,3 +74,34 @@ def test_an_http_value_loses_its_path_and_query() -> None:
     shown = mask_value("ROTATE_STATS_X", f"https://hc-ping.com:8443/{SECRET}?k={SECRET}")
     assert shown == "https://hc-ping.com:8443/***"
     assert mask_value("ROTATE_STATS_X", "https://hc-ping.com") == "https://hc-ping.com"
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+        if handler not in handlers:
+            handler.close()
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_log_extras_and_tracebacks_are_masked(
+    log_format: str, restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whatever a future call passes as ``extra=`` or ``exc_info`` is masked too."""
+    setup_logging("INFO", log_format, "run1")
+    log = logging.getLogger("rotate_stats")
+    url = f"redis://:{SECRET}@cache:6379/0"
+    try:
+        raise RuntimeError(f"cannot reach {url}")
+    except RuntimeError:
+        log.error("failed", exc_info=True, extra={"url": url, "nested": {"urls": [url]}})
+    err = capsys.readouterr().err
+    assert "failed" in err and "redis://:***@cache" in err
+    assert SECRET not in err
