@@ -93,9 +93,7 @@ def _send(target: str, shown: str, body: str, timeout: float) -> bool:
         log.warning("heartbeat %s: HTTP %d; the run's result stands", shown, exc.code)
         return False
     except Exception as exc:  # noqa: BLE001 - URLError, timeouts, a server speaking garbage
-        log.warning(
-            "heartbeat %s failed: %s; the run's result stands", shown, _reason(exc, target)
-        )
+        log.warning("heartbeat %s failed: %s; the run's result stands", shown, _reason(exc, target))
         return False
     if not 200 <= status < 300:
         log.warning("heartbeat %s: HTTP %d; the run's result stands", shown, status)

@@ -98,7 +98,5 @@ def setup_logging(level: str, log_format: str, run_id: str) -> None:
     """Send the process's logs to this call's stderr, replacing earlier handlers."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RunContext(run_id))
-    handler.setFormatter(
-        JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT)
-    )
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT))
     logging.basicConfig(level=level, handlers=[handler], force=True)

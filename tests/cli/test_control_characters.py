@@ -57,7 +57,8 @@ def test_no_raw_control_character_reaches_the_terminal(
     result = _run(env, *args)
     assert result.returncode in (0, 1, 3), result.stderr
     for stream in (result.stdout, result.stderr):
-        assert RAW.search(stream) is None, [line for line in stream.splitlines() if RAW.search(line)]
+        raw = [line for line in stream.splitlines() if RAW.search(line)]
+        assert RAW.search(stream) is None, raw
         assert not any(line.startswith("FORGED") for line in stream.splitlines())
     if args[0] != "status":
         assert "\\x1b" in result.stdout + result.stderr  # shown, escaped, not dropped

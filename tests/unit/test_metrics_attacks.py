@@ -33,8 +33,7 @@ def test_a_fifo_at_the_metrics_path_does_not_hang_the_run(tmp_path: Path) -> Non
     fifo = tmp_path / "m.prom"
     os.mkfifo(fifo)
     result = _in_subprocess(
-        "from rotate_stats.metrics import read_last_success as r; "
-        f"print(r({str(fifo)!r}))"
+        f"from rotate_stats.metrics import read_last_success as r; print(r({str(fifo)!r}))"
     )
     assert result.returncode == 0 and result.stdout.strip() == "None", result.stderr
 
@@ -73,9 +72,7 @@ def test_a_killed_runs_temporary_files_are_cleaned_up(tmp_path: Path) -> None:
     os.utime(old, (an_hour_ago, an_hour_ago))
     os.utime(other, (an_hour_ago, an_hour_ago))
     write_metrics(str(path), RunMetrics(1000.0, 0, 1.0))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["m.prom", fresh.name, other.name]
-    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.prom", fresh.name, other.name])
 
 
 def test_two_runs_finishing_together_leave_one_whole_file(tmp_path: Path) -> None:
