@@ -257,6 +257,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         except ConfigError as exc:
             return _fail(args.format, ExitCode.USAGE, f"error: {exc}")
         args.monitor = monitor
+    if monitor is not None and args.dry_run:
+        # checked above, but a dry run is no run: its "success" would hide a nightly
+        # job that fails (last_success moved to now, a success ping)
+        monitor = args.monitor = None
     try:
         code = _main(args, env)
     except BaseException:  # a bug or an interrupt: still in the metrics, still a /fail ping
