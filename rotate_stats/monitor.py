@@ -19,10 +19,11 @@ from typing import Any
 
 from . import family
 from .dates import iso, last_stable
-from .errors import ConfigError
+from .errors import ConfigError, mask_text
 from .heartbeat import ping
 from .invariants import Invariant
 from .metrics import SUCCESS_EXIT_CODES, RunMetrics, write_metrics
+from .render import printable
 from .report import EXIT_MEANINGS, DateState, ExitCode, RotationReport
 
 log = logging.getLogger("rotate_stats")
@@ -147,7 +148,8 @@ class RunMonitor:
                 log.error("heartbeat not sent: %s", type(exc).__name__)
 
     def summary(self, exit_code: int) -> str:
-        """One line for the heartbeat's body: exit code, dates, error."""
+        """One line for the heartbeat's body: exit code, dates, error (masked and
+        escaped: it goes to a third party)."""
         try:
             meaning = EXIT_MEANINGS[ExitCode(exit_code)]
         except ValueError:
@@ -160,4 +162,4 @@ class RunMonitor:
             text += f"; {len(report.outcomes)} date(s), {len(report.findings)} finding(s)"
             if report.error:
                 text += f"; error: {report.error}"
-        return text
+        return printable(mask_text(text))

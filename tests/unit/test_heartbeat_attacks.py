@@ -212,3 +212,17 @@ def test_a_redirect_elsewhere_than_http_is_not_followed(
     with caplog.at_level(logging.WARNING, logger="rotate_stats"):
         assert ping(f"http://127.0.0.1:{server.port}/{SECRET}", True) is False
     assert SECRET not in caplog.text
+
+
+def test_the_ping_body_is_masked_and_printable() -> None:
+    """The body goes to a third party (healthchecks.io): an error that quotes a URL
+    or a key with control characters is masked and escaped there too."""
+    from rotate_stats.report import RotationReport
+
+    monitor = RunMonitor(None, "https://hc-ping.com/x")
+    monitor.report = RotationReport(
+        run_id="r", started_at=0.0, error=f"cannot reach redis://:{SECRET}@h:1 key 'a\x1b[2Jb'\nx"
+    )
+    body = monitor.summary(1)
+    assert SECRET not in body and "redis://:***@h:1" in body
+    assert body.isprintable() and "\\x1b" in body
