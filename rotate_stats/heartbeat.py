@@ -34,6 +34,26 @@ def mask_ping_url(url: str) -> str:
     return f"{parts.scheme}://{user}{host}{port}/***"
 
 
+def url_problem(url: str) -> str | None:
+    """What makes ``url`` unusable as a ping URL, or None: it must be http(s) with a
+    host and a valid port, without ``user:password@`` (urllib would take it for
+    part of the host) and without blanks or control characters."""
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        return "the URL holds a blank or control character"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError:
+        return "the URL cannot be parsed (its host or port)"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "not an http(s) URL"
+    if not parts.hostname:
+        return "the URL has no host"
+    if "@" in parts.netloc:
+        return "user:password@ in the URL is not supported (put the secret in the path)"
+    return None
+
+
 def ping_url(url: str, ok: bool) -> str:
     """``url`` on success, ``url/fail`` on failure (a trailing slash is not doubled)."""
     if ok:
@@ -53,11 +73,12 @@ def ping(
     bounds the whole ping, so a server sending a byte now and then cannot hold
     the run: the request goes on in a daemon thread the process does not wait for.
     """
-    target = ping_url(url, ok)
     shown = mask_ping_url(url) + ("" if ok else " (/fail)")
-    if urllib.parse.urlsplit(target).scheme.lower() not in ("http", "https"):
-        log.warning("heartbeat %s: not an http(s) URL; not pinged", shown)
+    problem = url_problem(url)
+    if problem is not None:
+        log.warning("heartbeat %s: %s; not pinged", shown, problem)
         return False
+    target = ping_url(url, ok)
     answered: list[bool] = []
     worker = threading.Thread(
         target=lambda: answered.append(_send(target, shown, body, timeout)),

@@ -20,7 +20,7 @@ from typing import Any
 from . import family
 from .dates import iso, last_stable
 from .errors import ConfigError, mask_text
-from .heartbeat import ping
+from .heartbeat import ping, url_problem
 from .invariants import Invariant
 from .metrics import SUCCESS_EXIT_CODES, RunMetrics, write_metrics
 from .render import printable
@@ -30,9 +30,6 @@ log = logging.getLogger("rotate_stats")
 
 METRICS_FILE_VARIABLE = "ROTATE_STATS_METRICS_FILE"
 HEARTBEAT_URL_VARIABLE = "ROTATE_STATS_HEARTBEAT_URL"
-
-_HTTP_URL = re.compile(r"(?i)https?://[^/?#\s]+[^\s\x00-\x1f\x7f]*")
-"""An acceptable heartbeat URL: http(s), a host, nothing http.client would refuse."""
 
 _MORE = re.compile(r"^\.\.\. and ([0-9]+) more ")
 """The summary finding ``report.aggregate`` puts after the first few of a group."""
@@ -82,11 +79,13 @@ class RunMonitor:
                     "a regular file or none yet (not a symlink, directory or FIFO): "
                     "give the real path",
                 )
-        if url is not None and not _HTTP_URL.fullmatch(url):
+        problem = None if url is None else url_problem(url)
+        if problem is not None:
             raise ConfigError(
                 HEARTBEAT_URL_VARIABLE,
-                "***",
-                "an http:// or https:// URL with a host, without blanks or control characters",
+                "***",  # its path is the secret
+                f"an http:// or https:// URL with a host, such as https://hc-ping.com/UUID "
+                f"({problem})",
             )
         return cls(path, url) if path or url else None
 

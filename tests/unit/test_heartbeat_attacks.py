@@ -193,7 +193,18 @@ def test_the_scheme_is_case_insensitive(url: str) -> None:
     assert RunMonitor.from_environment(None, {"ROTATE_STATS_HEARTBEAT_URL": url}) is not None
 
 
-@pytest.mark.parametrize("url", ["ftp://host/x", "file:///etc/passwd", "hc-ping.com/x", "http://"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://host/x",
+        "file:///etc/passwd",
+        "hc-ping.com/x",
+        "http://",
+        "http://[::1/x",  # urllib raises ValueError on it
+        "http://hc-ping.com:99999/x",
+        f"https://user:{SECRET}@hc-ping.com/x",  # urllib would take user:pw@host as the host
+    ],
+)
 def test_what_is_not_an_http_url_with_a_host_is_refused_at_start(url: str) -> None:
     with pytest.raises(ConfigError, match="ROTATE_STATS_HEARTBEAT_URL"):
         RunMonitor.from_environment(None, {"ROTATE_STATS_HEARTBEAT_URL": url})
@@ -226,3 +237,11 @@ def test_the_ping_body_is_masked_and_printable() -> None:
     body = monitor.summary(1)
     assert SECRET not in body and "redis://:***@h:1" in body
     assert body.isprintable() and "\\x1b" in body
+
+
+@pytest.mark.parametrize("url", ["http://[::1/x", "http://h:99999/x", "https://u:p@127.0.0.1:1/x"])
+def test_a_url_urllib_cannot_parse_never_raises(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="rotate_stats"):
+        assert ping(url, True, timeout=0.3) is False
+        assert ping(url, False, timeout=0.3) is False
+    assert "heartbeat" in caplog.text
