@@ -242,6 +242,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """Run the CLI; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if environ is None else environ
+    if argv is None:  # the process's own streams: a key the terminal cannot encode is
+        for stream in (sys.stdout, sys.stderr):  # escaped, never a UnicodeEncodeError
+            reconfigure = getattr(stream, "reconfigure", None)
+            if reconfigure is not None:
+                reconfigure(errors="backslashreplace")
     try:
         args = parse_args(args_list)
         args.run_id = new_run_id()

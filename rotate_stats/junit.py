@@ -22,7 +22,8 @@ _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def render_junit(report: CheckReport) -> str:
-    """The report as a JUnit XML document (UTF-8 text, with declaration)."""
+    """The report as a JUnit XML document (ASCII text: character references for the
+    rest; with declaration)."""
     by_case: dict[tuple[int, Invariant], list[Finding]] = {}
     for f in report.findings:
         by_case.setdefault((f.unix_date, f.invariant), []).append(f)
@@ -81,4 +82,5 @@ def _document(suite: ET.Element) -> str:
         for name, value in element.attrib.items():
             element.set(name, xml_safe(value))
     ET.indent(suite)
-    return ET.tostring(suite, encoding="unicode", xml_declaration=True)
+    # ASCII with character references: the same document whatever stdout's encoding
+    return ET.tostring(suite, encoding="us-ascii", xml_declaration=True).decode("ascii")

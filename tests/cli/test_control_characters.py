@@ -69,3 +69,23 @@ def test_stored_rows_are_checked_with_the_key_escaped(env: dict[str, str]) -> No
     result = _run(env, "check")
     assert result.returncode == 3
     assert RAW.search(result.stdout) is None and "\\x1b" in result.stdout
+
+
+def test_text_output_survives_a_non_utf8_terminal(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """A key with characters the terminal's encoding lacks is shown escaped, not a
+    UnicodeEncodeError traceback."""
+    day = parse_iso("2024-06-10")
+    for event in ("requested", "queued", "started", "completed"):
+        foreign_write(redis_client, day, event, "sync✓")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
+    env["ROTATE_STATS_REDIS_URL"] = redis_server.url
+    env["ROTATE_STATS_DATABASE_URL"] = f"sqlite:///{tmp_path}/stats.sqlite3"
+    env["PYTHONIOENCODING"] = "latin-1"
+    _run(env, "migrate")
+    for args in (("check", "--pending"), ()):
+        result = _run(env, *args)
+        assert result.returncode == 3, result.stderr
+        assert "Traceback" not in result.stderr
+        assert "sync\\u2713" in result.stdout

@@ -166,3 +166,33 @@ def test_control_characters_in_a_key_stay_a_valid_document(
     assert grammar is not None
     text = (grammar.text or "") + (grammar.get("message") or "")
     assert "\\x01" in text and "\\x1b" in text  # visible, not dropped
+
+
+def test_the_document_survives_a_non_utf8_terminal(
+    run: Run, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """CI runners do not all speak UTF-8 (PYTHONIOENCODING, a latin-1 locale): the
+    document is pure ASCII (character references), whatever the keys hold."""
+    import json
+    import sqlite3
+
+    row = list(GOOD)
+    row[0] = "2024-04-03"
+    row[6] = 2
+    row[7] = json.dumps({"sync✓ž": 2})
+    conn = sqlite3.connect(tmp_path / "stats.sqlite3")
+    marks = ", ".join("?" for _ in family.COLUMNS)
+    with conn:
+        conn.execute(
+            f"INSERT INTO {family.TABLE} ({', '.join(family.COLUMNS)}) VALUES ({marks})", row
+        )
+    conn.close()
+    env = {**env, "PYTHONIOENCODING": "latin-1"}
+    result = run("check", "--from", "2024-04-03", "--format", "junit", env=env)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.isascii()
+    suite = _suite(result.stdout)
+    failure = next(
+        c.find("failure") for c in suite.findall("testcase") if c.find("failure") is not None
+    )
+    assert failure is not None and "sync✓ž" in (failure.text or "")
