@@ -83,4 +83,5 @@ def _document(suite: ET.Element) -> str:
             element.set(name, xml_safe(value))
     ET.indent(suite)
     # ASCII with character references: the same document whatever stdout's encoding
-    return ET.tostring(suite, encoding="us-ascii", xml_declaration=True).decode("ascii")
+    document: bytes = ET.tostring(suite, encoding="us-ascii", xml_declaration=True)
+    return document.decode("ascii")
