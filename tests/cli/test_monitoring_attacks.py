@@ -10,6 +10,7 @@ import redis
 from rotate_stats import family
 from tests.cli.test_monitoring_cli import Pings, Run, database, ping_server, run
 from tests.helpers import foreign_job
+from tests.unit.test_heartbeat_attacks import RawServer, garbage
 from tests.unit.test_metrics import parse_exposition, value
 
 __all__ = ["database", "ping_server", "run"]
@@ -35,3 +36,18 @@ def test_a_dry_run_neither_writes_metrics_nor_pings(
     assert value(parse_exposition(failed)[1], "rotate_stats_last_exit_code") == 1
     dry_bad = run("--dry-run", "--metrics-file", str(tmp_path / "no" / "m.prom"), env=env)
     assert dry_bad.returncode == 2  # the settings are still checked
+
+
+def test_a_heartbeat_server_speaking_garbage_never_changes_the_exit_code(
+    run: Run, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    server = RawServer(garbage)
+    try:
+        url = f"http://127.0.0.1:{server.port}/ping/secret-uuid"
+        foreign_job(redis_client, 19_000, "sync", "completed")
+        result = run(env={"ROTATE_STATS_HEARTBEAT_URL": url})
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr and "heartbeat" in result.stderr
+        assert "secret-uuid" not in result.stderr
+    finally:
+        server.close()
