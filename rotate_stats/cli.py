@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -247,6 +248,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             reconfigure = getattr(stream, "reconfigure", None)
             if reconfigure is not None:
                 reconfigure(errors="backslashreplace")
+        signal.signal(signal.SIGTERM, _stop)
     try:
         args = parse_args(args_list)
         args.run_id = new_run_id()
@@ -268,13 +270,37 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         monitor = args.monitor = None
     try:
         code = _main(args, env)
-    except BaseException:  # a bug or an interrupt: still in the metrics, still a /fail ping
+    except BaseException as exc:  # a bug or a signal: still in the metrics, still a /fail ping
+        code = _exit_code_of(exc)
+        if code > 128:
+            logging.getLogger("rotate_stats").error(
+                "stopped by %s (exit %d): nothing is lost, the next run picks up its claims",
+                signal.Signals(code - 128).name,
+                code,
+            )
         if monitor is not None:
-            monitor.finish(ExitCode.FAILURE)
+            monitor.finish(code)
         raise
     if monitor is not None:
         monitor.finish(code)
     return code
+
+
+def _stop(signum: int, _frame: object) -> None:
+    """SIGTERM (systemd's TimeoutStartSec, a shutdown, a container stopped) ends the
+    run like Ctrl-C does: an exception, so the lock is released and the metrics file
+    and the heartbeat say so. A second SIGTERM is ignored while that is done."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+
+def _exit_code_of(exc: BaseException) -> int:
+    """The exit code an exception leaving ``main`` ends the process with."""
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) else ExitCode.FAILURE
+    if isinstance(exc, KeyboardInterrupt):
+        return 128 + signal.SIGINT
+    return ExitCode.FAILURE
 
 
 def _main(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -152,7 +152,7 @@ class RunMonitor:
         try:
             meaning = EXIT_MEANINGS[ExitCode(exit_code)]
         except ValueError:
-            meaning = "unknown"
+            meaning = "stopped by a signal" if exit_code > 128 else "unknown"
         text = f"rotate_stats exit {exit_code} ({meaning})"
         report = self.report
         if report is not None:
