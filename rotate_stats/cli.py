@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from . import __version__
 from .dates import iso, last_stable, parse_iso
 from .errors import ConfigError, LockHeld, RotateStatsError, mask_text
-from .render import plural, render_check, render_report, render_status
+from .render import plural, printable_lines, render_check, render_report, render_status
 from .report import EXIT_MEANINGS, ExitCode, RotationReport
 from .settings import ENVIRONMENT, Settings
 
@@ -242,6 +243,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """Run the CLI; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if environ is None else environ
+    if argv is None:  # the process's own streams: a key the terminal cannot encode is
+        for stream in (sys.stdout, sys.stderr):  # escaped, never a UnicodeEncodeError
+            reconfigure = getattr(stream, "reconfigure", None)
+            if reconfigure is not None:
+                reconfigure(errors="backslashreplace")
+        signal.signal(signal.SIGTERM, _stop)
     try:
         args = parse_args(args_list)
         args.run_id = new_run_id()
@@ -257,10 +264,43 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         except ConfigError as exc:
             return _fail(args.format, ExitCode.USAGE, f"error: {exc}")
         args.monitor = monitor
-    code = _main(args, env)
+    if monitor is not None and args.dry_run:
+        # checked above, but a dry run is no run: its "success" would hide a nightly
+        # job that fails (last_success moved to now, a success ping)
+        monitor = args.monitor = None
+    try:
+        code = _main(args, env)
+    except BaseException as exc:  # a bug or a signal: still in the metrics, still a /fail ping
+        code = _exit_code_of(exc)
+        if code > 128:
+            logging.getLogger("rotate_stats").error(
+                "stopped by %s (exit %d): nothing is lost, the next run picks up its claims",
+                signal.Signals(code - 128).name,
+                code,
+            )
+        if monitor is not None:
+            monitor.finish(code)
+        raise
     if monitor is not None:
         monitor.finish(code)
     return code
+
+
+def _stop(signum: int, _frame: object) -> None:
+    """SIGTERM (systemd's TimeoutStartSec, a shutdown, a container stopped) ends the
+    run like Ctrl-C does: an exception, so the lock is released and the metrics file
+    and the heartbeat say so. A second SIGTERM is ignored while that is done."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+
+def _exit_code_of(exc: BaseException) -> int:
+    """The exit code an exception leaving ``main`` ends the process with."""
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) else ExitCode.FAILURE
+    if isinstance(exc, KeyboardInterrupt):
+        return 128 + signal.SIGINT
+    return ExitCode.FAILURE
 
 
 def _main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -313,7 +353,7 @@ def _wanted_format(argv: Sequence[str]) -> str:
 def _fail(fmt: str, code: ExitCode, message: str) -> int:
     """Report an error: always on stderr; with ``--format json``/``junit`` also on stdout,
     so a machine reading stdout gets a document whatever happened (issue 10, item 11)."""
-    message = mask_text(message)
+    message = printable_lines(mask_text(message))
     print(f"rotate_stats: {message}", file=sys.stderr)
     text = message.removeprefix("error: ")
     if fmt == "json":
@@ -326,7 +366,7 @@ def _fail(fmt: str, code: ExitCode, message: str) -> int:
 
 
 def _emit(fmt: str, data: Mapping[str, object], text: str) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True) if fmt == "json" else text)
+    print(json.dumps(data, indent=2, sort_keys=True) if fmt == "json" else printable_lines(text))
 
 
 # -- one function per command ------------------------------------------------------------
@@ -494,7 +534,7 @@ def _cmd_rotate(args: argparse.Namespace, settings: Settings) -> int:
             args.monitor.observe(report, client)
     _emit(args.format, report.as_dict(), render_report(report))
     if report.error:
-        print(f"rotate_stats: error: {mask_text(report.error)}", file=sys.stderr)
+        print(f"rotate_stats: error: {printable_lines(mask_text(report.error))}", file=sys.stderr)
     _log_summary(report)
     return report.exit_code
 

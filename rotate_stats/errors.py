@@ -30,6 +30,7 @@ SECRET_NAME_PARTS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "CREDENTIAL")
 
 PLACEHOLDER = "PASSWORD"
 """The one password text left visible: messages show the URL form ``redis://:PASSWORD@host``."""
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<rest>\S*)")
 _QUERY_SECRET = re.compile(r"(?i)(?P<key>password|passwd|pwd|secret|token)=(?P<value>[^&\s]*)")
 _BARE_USERINFO = re.compile(
@@ -40,14 +41,41 @@ _BARE_USERINFO = re.compile(
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***``, safe for logs and errors.
 
-    Works on URLs ``urllib`` cannot parse (several hosts, bad ports): whatever
-    stands between ``user:`` and the last ``@`` is hidden, even when the
+    The whole string is taken as one URL, so a password holding blanks is hidden
+    too. Works on URLs ``urllib`` cannot parse (several hosts, bad ports):
+    whatever stands between ``user:`` and the last ``@`` is hidden, even when the
     password holds a ``/``, ``?`` or ``#`` (it errs towards hiding more).
-    A ``user@`` without a password is kept (it is a user name).
+    A ``user@`` without a password is kept (it is a user name); a URL without a
+    host (``redis://:password``) keeps only its scheme. An ``http(s)`` URL also
+    loses its path and query (``https://hc-ping.com/***``): a heartbeat URL's
+    path is its secret.
     """
     if "://" not in url:
         return url if "@" not in url else "<hidden: not a URL>"
-    return mask_text(url)
+    if _SCHEME.match(url) is None:
+        return mask_text(url)
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() in ("http", "https"):
+        return f"{scheme}://{_mask_http_rest(rest)}"
+    userinfo, at, hosts = rest.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if at and colon and password != PLACEHOLDER:
+        rest = f"{user}:***@{hosts}"
+    elif not at and rest.startswith(":"):  # no host: what follows the colon is a password
+        rest = ":***"
+    return _QUERY_SECRET.sub(lambda m: f"{m.group('key')}=***", f"{scheme}://{rest}")
+
+
+def _mask_http_rest(rest: str) -> str:
+    """``host[:port]`` of an http(s) URL's rest (after ``://``), with ``user:***@`` when
+    it has a password and ``/***`` when anything follows the host."""
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in rest[len(authority) :]:  # a raw / ? or # in the password: hide it all
+        return "***"
+    userinfo, at, host = authority.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    shown = f"{user}:***@{host}" if at and colon else authority
+    return shown + ("/***" if rest[len(authority) :].strip("/") else "")
 
 
 def mask_text(text: str) -> str:
@@ -84,6 +112,8 @@ def mask_value(name: str, value: object) -> object:
         return value
     if any(part in name.upper() for part in SECRET_NAME_PARTS):
         return "***"
+    if isinstance(value, str) and _SCHEME.match(value.strip()):
+        return mask_url(value.strip())  # one URL: blanks in its password are hidden too
     return _mask_bare_userinfo(mask_text(value)) if isinstance(value, str) else value
 
 

@@ -8,6 +8,7 @@ date and invariant (``classname`` the date, ``name`` the invariant), with a
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 from .checks import CheckReport
@@ -16,9 +17,13 @@ from .invariants import Finding, Invariant
 
 SUITE = "rotate_stats check"
 
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""A character XML 1.0 cannot hold (its ``Char`` production), even as a reference."""
+
 
 def render_junit(report: CheckReport) -> str:
-    """The report as a JUnit XML document (UTF-8 text, with declaration)."""
+    """The report as a JUnit XML document (ASCII text: character references for the
+    rest; with declaration)."""
     by_case: dict[tuple[int, Invariant], list[Finding]] = {}
     for f in report.findings:
         by_case.setdefault((f.unix_date, f.invariant), []).append(f)
@@ -63,6 +68,20 @@ def _finding_text(f: Finding) -> str:
     return f"{' '.join(parts)}: {f.detail}{numbers}"
 
 
+def xml_safe(text: str) -> str:
+    """``text`` with each character XML 1.0 forbids shown as a Python escape
+    (``\\x01``, ``\\ufffe``): a breakdown key may be any text, and a report with
+    such a character in it would not parse at all."""
+    return _NOT_XML.sub(lambda m: ascii(m.group(0))[1:-1], text)
+
+
 def _document(suite: ET.Element) -> str:
+    for element in suite.iter():
+        if element.text:
+            element.text = xml_safe(element.text)
+        for name, value in element.attrib.items():
+            element.set(name, xml_safe(value))
     ET.indent(suite)
-    return ET.tostring(suite, encoding="unicode", xml_declaration=True)
+    # ASCII with character references: the same document whatever stdout's encoding
+    document: bytes = ET.tostring(suite, encoding="us-ascii", xml_declaration=True)
+    return document.decode("ascii")

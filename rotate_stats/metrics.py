@@ -25,10 +25,13 @@ The last three are left out when the run did not get as far as reading Redis.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import math
 import os
 import re
+import stat
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -125,12 +128,25 @@ _LAST_SUCCESS = re.compile(
 
 
 def read_last_success(path: str) -> float | None:
-    """``rotate_stats_last_success_timestamp_seconds`` from an earlier file, if any."""
+    """``rotate_stats_last_success_timestamp_seconds`` from an earlier file, if any.
+
+    Anything but a regular file (a FIFO would block the open forever), an
+    unreadable, corrupt or hand-edited file, or a value that is not a finite
+    number gives None: the run's own result is what matters.
+    """
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read(1 << 20)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as f:
+            text = f.read(1 << 20).decode("utf-8")
     except (OSError, UnicodeDecodeError):
         return None
+    finally:
+        os.close(fd)
     match = _LAST_SUCCESS.search(text)
     if match is None:
         return None
@@ -141,13 +157,20 @@ def read_last_success(path: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+STALE_TEMP_SECONDS = 600.0
+"""A temporary file of ours older than this was left by a killed run: removed."""
+
+
 def write_atomically(path: str, text: str) -> None:
     """Replace ``path`` with ``text`` in one step (readers see the old or the new file).
 
     The temporary file starts with a dot and ends in ``.tmp``, so the textfile
-    collector (which reads ``*.prom``) never picks it up; it is removed on failure.
+    collector (which reads ``*.prom``) never picks it up; it is removed on failure,
+    and those a killed run left behind are removed by the next write (once older
+    than ``STALE_TEMP_SECONDS``: a younger one may be a concurrent run's).
     """
     directory = os.path.dirname(os.path.abspath(path))
+    _remove_stale_temporaries(directory, os.path.basename(path))
     fd, tmp = tempfile.mkstemp(
         dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp", text=True
     )
@@ -164,6 +187,17 @@ def write_atomically(path: str, text: str) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def _remove_stale_temporaries(directory: str, name: str) -> None:
+    pattern = os.path.join(glob.escape(directory), f".{glob.escape(name)}.*.tmp")
+    limit = time.time() - STALE_TEMP_SECONDS
+    for leftover in glob.glob(pattern, include_hidden=True):
+        try:
+            if os.lstat(leftover).st_mtime < limit:
+                os.unlink(leftover)
+        except OSError:  # gone already, or not ours to remove: the write goes on
+            pass
 
 
 def write_metrics(path: str, m: RunMetrics) -> RunMetrics:

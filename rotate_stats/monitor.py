@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -18,9 +19,11 @@ from typing import Any
 
 from . import family
 from .dates import iso, last_stable
-from .errors import ConfigError
+from .errors import ConfigError, mask_text
+from .heartbeat import ping, url_problem
 from .invariants import Invariant
 from .metrics import SUCCESS_EXIT_CODES, RunMetrics, write_metrics
+from .render import printable
 from .report import EXIT_MEANINGS, DateState, ExitCode, RotationReport
 
 log = logging.getLogger("rotate_stats")
@@ -63,12 +66,27 @@ class RunMonitor:
         path = metrics_file or environ.get(METRICS_FILE_VARIABLE, "").strip() or None
         url = environ.get(HEARTBEAT_URL_VARIABLE, "").strip() or None
         if path is not None:
+            name = "--metrics-file" if metrics_file else METRICS_FILE_VARIABLE
             directory = os.path.dirname(os.path.abspath(path))
             if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
-                name = "--metrics-file" if metrics_file else METRICS_FILE_VARIABLE
                 raise ConfigError(name, path, "a file in an existing, writable directory")
-        if url is not None and not re.match(r"https?://", url):
-            raise ConfigError(HEARTBEAT_URL_VARIABLE, "***", "an http:// or https:// URL")
+            if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+                # a symlink would be replaced by a plain file (and following one would
+                # let whoever writes the directory aim the job at any of its files)
+                raise ConfigError(
+                    name,
+                    path,
+                    "a regular file or none yet (not a symlink, directory or FIFO): "
+                    "give the real path",
+                )
+        problem = None if url is None else url_problem(url)
+        if problem is not None:
+            raise ConfigError(
+                HEARTBEAT_URL_VARIABLE,
+                "***",  # its path is the secret
+                f"an http:// or https:// URL with a host, such as https://hc-ping.com/UUID "
+                f"({problem})",
+            )
         return cls(path, url) if path or url else None
 
     def observe(self, report: RotationReport, client: Any) -> None:
@@ -123,16 +141,18 @@ class RunMonitor:
                 log.error("metrics file %s not written: %s", self.metrics_file, exc)
         if self.heartbeat_url is not None and exit_code != ExitCode.LOCKED:
             # 75: another run holds the lock and will ping when it is done
-            from .heartbeat import ping  # urllib.request: ~20 ms of start-up, only when used
-
-            ping(self.heartbeat_url, exit_code in SUCCESS_EXIT_CODES, self.summary(exit_code))
+            try:
+                ping(self.heartbeat_url, exit_code in SUCCESS_EXIT_CODES, self.summary(exit_code))
+            except Exception as exc:  # noqa: BLE001 - ping never raises; if it did, the code stands
+                log.error("heartbeat not sent: %s", type(exc).__name__)
 
     def summary(self, exit_code: int) -> str:
-        """One line for the heartbeat's body: exit code, dates, error."""
+        """One line for the heartbeat's body: exit code, dates, error (masked and
+        escaped: it goes to a third party)."""
         try:
             meaning = EXIT_MEANINGS[ExitCode(exit_code)]
         except ValueError:
-            meaning = "unknown"
+            meaning = "stopped by a signal" if exit_code > 128 else "unknown"
         text = f"rotate_stats exit {exit_code} ({meaning})"
         report = self.report
         if report is not None:
@@ -141,4 +161,4 @@ class RunMonitor:
             text += f"; {len(report.outcomes)} date(s), {len(report.findings)} finding(s)"
             if report.error:
                 text += f"; error: {report.error}"
-        return text
+        return printable(mask_text(text))

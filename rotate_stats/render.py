@@ -19,10 +19,26 @@ if TYPE_CHECKING:
     from .checks import CheckReport, Status
 
 
+def printable(text: str) -> str:
+    """``text`` on one line with every character ``str.isprintable`` refuses (control
+    characters, a newline, an escape, U+2028) shown as a Python escape (``\\x1b``):
+    a breakdown key may be any text, and raw it could forge a line or drive the
+    operator's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def printable_lines(text: str) -> str:
+    """``printable`` line by line: the line breaks of ``text`` are kept."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
 def finding_line(f: Mapping[str, object]) -> str:
-    """One finding (``Finding.as_dict()``) on one line: date, invariant, where, detail."""
+    """One finding (``Finding.as_dict()``) on one line: date, invariant, where, detail
+    (a job type taken from a key is shown escaped, see ``printable``)."""
     where = " ".join(f"{k}={f[k]}" for k in ("event", "job_type") if f[k] is not None)
-    return f"{f['date']} {f['invariant']} {where}: {f['detail']}"
+    return printable(f"{f['date']} {f['invariant']} {where}: {f['detail']}")
 
 
 def plural(n: int, one: str, many: str | None = None) -> str:

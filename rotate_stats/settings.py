@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import os
 import re
+import stat
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -251,9 +252,23 @@ def _check_redis_url(url: str) -> None:
         raise ConfigError("redis_url", url, f"a valid redis:// URL ({exc})") from None
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConfigError("redis_url", url, "a redis://, rediss:// or unix:// URL")
+    rest = url.partition("://")[2]
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if parts.scheme != "unix" and "@" in rest[len(authority) :]:
+        # urllib would take the password's start for a host or port, and say so
+        raise ConfigError(
+            "redis_url",
+            url,
+            "a password with any '/', '?', '#' or '@' in it percent-encoded "
+            "(%2F, %3F, %23, %40): a raw '/', '?' or '#' ends the host part",
+        )
     try:
         parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
     except ValueError:
+        if not parts.hostname:  # redis://:password - what follows the colon is no port
+            raise ConfigError(
+                "redis_url", url, "a host after the password, such as redis://:PASSWORD@cache"
+            ) from None
         port = parts.netloc.rpartition("@")[2].rpartition(":")[2]
         raise ConfigError(
             "redis_url", url, f"a port from 1 to 65535 after the host (got port {port!r})"
@@ -273,22 +288,53 @@ def _unknown_hint(name: str) -> str:
     return "a known variable (all are listed in --help and the README)"
 
 
+MAX_SECRET_FILE_BYTES = 64 * 1024
+"""A URL file larger than this is refused unread (it cannot be one URL)."""
+
+
 def read_secret_file(variable: str, path: str) -> str:
-    """The content of the file ``variable`` names, less one trailing newline (like any
-    variable's value, it is then stripped of surrounding blanks).
+    """The one line of the file ``variable`` names, stripped of surrounding blanks
+    (a trailing newline, CRLF, spaces), like any variable's value.
 
     Errors name the variable and the path, never the content: a missing or
-    unreadable file, or one that is empty, is a ConfigError.
+    unreadable file, anything but a regular file (a FIFO would block the open;
+    symlinks are followed, as Kubernetes mounts secrets), a file over
+    ``MAX_SECRET_FILE_BYTES``, one that is empty, not UTF-8, more than one line
+    or holding a control character is a ConfigError.
     """
+
+    def refuse(expected: str) -> ConfigError:
+        return ConfigError(variable, path, expected)
+
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ConfigError(variable, path, f"a readable file holding the URL ({reason})") from None
-    text = text.removesuffix("\n").removesuffix("\r")
-    if not text.strip():
-        raise ConfigError(variable, path, "a file holding the URL (the file is empty)")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, then is refused
+    except OSError as exc:
+        raise refuse(f"a readable file holding the URL ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise refuse("a regular file holding the URL (this is a directory, FIFO or device)")
+        if info.st_size > MAX_SECRET_FILE_BYTES:
+            raise refuse(
+                f"a file holding one URL, at most {MAX_SECRET_FILE_BYTES} bytes "
+                f"(it has {info.st_size} bytes)"
+            )
+        data = os.read(fd, MAX_SECRET_FILE_BYTES + 1)
+    except OSError as exc:
+        raise refuse(f"a readable file holding the URL ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise refuse("a file holding the URL as UTF-8 text (it is not)") from None
+    if not text:
+        raise refuse("a file holding the URL (the file is empty)")
+    lines = text.splitlines()
+    if len(lines) > 1:
+        raise refuse(f"a file holding one URL on one line (it has {len(lines)} lines)")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise refuse("a file holding the URL without control characters (it has one)")
     return text
 
 

@@ -115,3 +115,84 @@ def test_an_error_is_an_errored_suite(run: Run, tmp_path: Path) -> None:
     assert suite.get("errors") == "1" and suite.get("tests") == "1"
     error = suite.find("testcase/error")
     assert error is not None and "migrate" in (error.get("message") or "")
+
+
+CONTROL_KEY = "sy\x01n\x1bc\ufffe\x7f"
+"""A breakdown key with characters XML 1.0 cannot hold (U+0001, U+001B, U+FFFE)."""
+
+
+def _xml_1_0_valid(text: str) -> bool:
+    """True when every character is allowed by XML 1.0's ``Char`` production."""
+    return all(
+        c in "\t\n\r"
+        or 0x20 <= ord(c) <= 0xD7FF
+        or 0xE000 <= ord(c) <= 0xFFFD
+        or 0x10000 <= ord(c) <= 0x10FFFF
+        for c in text
+    )
+
+
+def test_control_characters_in_a_key_stay_a_valid_document(
+    run: Run, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A breakdown key holding control characters (any text can be a Redis field
+    name) is a grammar finding (invariant 7) and a per-type one; its report must
+    still be a well-formed XML 1.0 document, with the characters shown escaped."""
+    import json
+    import sqlite3
+    from xml.dom import minidom
+    from xml.parsers import expat
+
+    row = list(GOOD)
+    row[0] = "2024-04-03"
+    row[6] = 2
+    row[7] = json.dumps({CONTROL_KEY: 2})  # queued, by an unknown job type
+    conn = sqlite3.connect(tmp_path / "stats.sqlite3")
+    marks = ", ".join("?" for _ in family.COLUMNS)
+    with conn:
+        conn.execute(
+            f"INSERT INTO {family.TABLE} ({', '.join(family.COLUMNS)}) VALUES ({marks})", row
+        )
+    conn.close()
+    result = run("check", "--from", "2024-04-03", "--format", "junit", env=env)
+    assert result.returncode == 3, result.stderr
+    assert _xml_1_0_valid(result.stdout)
+    suite = _suite(result.stdout)  # xml.etree
+    parser = expat.ParserCreate("UTF-8")
+    parser.Parse(result.stdout.encode("utf-8"), True)  # strict: raises on any bad char
+    minidom.parseString(result.stdout.encode("utf-8")).unlink()
+    failed = {c.get("name"): c.find("failure") for c in suite.findall("testcase")}
+    grammar = failed[Invariant.GRAMMAR.value]
+    assert grammar is not None
+    text = (grammar.text or "") + (grammar.get("message") or "")
+    assert "\\x01" in text and "\\x1b" in text  # visible, not dropped
+
+
+def test_the_document_survives_a_non_utf8_terminal(
+    run: Run, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """CI runners do not all speak UTF-8 (PYTHONIOENCODING, a latin-1 locale): the
+    document is pure ASCII (character references), whatever the keys hold."""
+    import json
+    import sqlite3
+
+    row = list(GOOD)
+    row[0] = "2024-04-03"
+    row[6] = 2
+    row[7] = json.dumps({"sync✓ž": 2})
+    conn = sqlite3.connect(tmp_path / "stats.sqlite3")
+    marks = ", ".join("?" for _ in family.COLUMNS)
+    with conn:
+        conn.execute(
+            f"INSERT INTO {family.TABLE} ({', '.join(family.COLUMNS)}) VALUES ({marks})", row
+        )
+    conn.close()
+    env = {**env, "PYTHONIOENCODING": "latin-1"}
+    result = run("check", "--from", "2024-04-03", "--format", "junit", env=env)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.isascii()
+    suite = _suite(result.stdout)
+    failure = next(
+        c.find("failure") for c in suite.findall("testcase") if c.find("failure") is not None
+    )
+    assert failure is not None and "sync✓ž" in (failure.text or "")
