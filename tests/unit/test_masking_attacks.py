@@ -105,3 +105,13 @@ def test_log_extras_and_tracebacks_are_masked(
     err = capsys.readouterr().err
     assert "failed" in err and "redis://:***@cache" in err
     assert SECRET not in err
+
+
+def test_a_huge_value_is_not_echoed_whole() -> None:
+    """An environment value can be ~128 KiB: the error shows its start and its length,
+    masked first (a URL's password is never cut in two and left half visible)."""
+    value = f"redis://:{SECRET}@cache:6379/0?" + "x" * 100_000
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"ROTATE_STATS_REDIS_ULR": value})
+    assert len(str(info.value)) < 1000 and SECRET not in str(info.value)
+    assert "redis://:***@cache" in str(info.value) and "characters" in str(info.value)
