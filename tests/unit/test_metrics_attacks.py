@@ -169,3 +169,17 @@ def test_the_temporary_file_is_never_one_the_collector_reads(
     write_metrics(str(tmp_path / "rotate_stats.prom"), RunMetrics(1.0, 0, 1.0))
     assert len(seen) == 1 and seen[0].startswith(".rotate_stats.prom.")
     assert not fnmatch.fnmatch(seen[0], "*.prom") and seen[0].endswith(".tmp")
+
+
+def test_any_failure_to_write_the_metrics_is_logged_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import rotate_stats.monitor as monitor_module
+
+    def broken(*_: object) -> None:
+        raise ValueError("a bug in rendering")
+
+    monkeypatch.setattr(monitor_module, "write_metrics", broken)
+    with caplog.at_level(logging.ERROR, logger="rotate_stats"):
+        RunMonitor(str(tmp_path / "m.prom"), None).finish(0)
+    assert "not written" in caplog.text and "a bug in rendering" in caplog.text
