@@ -64,6 +64,12 @@ def test_a_reserved_character_in_a_password_is_explained() -> None:
         (f"redis://:{SECRET} x@host", "redis://:***@host"),
         (f"redis://:{SECRET}\n@host", "redis://:***@host"),
         (f"rediss://u:{SECRET}@x@host:1", "rediss://u:***@host:1"),
+        (f"rediss://user:{SECRET}%40x@host", "rediss://user:***@host"),
+        (f"redis://:{SECRET}@x@host", "redis://:***@host"),
+        (f"unix:///run/redis.sock?password={SECRET}", "unix:///run/redis.sock?password=***"),
+        (f"redis://host?db=1&Password={SECRET}", "redis://host?db=1&Password=***"),
+        (f"rqlite://u:{SECRET}@h1:4001,h2:4001", "rqlite://u:***@h1:4001,h2:4001"),
+        (f"redis://:{SECRET}", "redis://:***"),
     ],
 )
 def test_mask_url_takes_the_whole_string_as_the_url(url: str, masked: str) -> None:
