@@ -13,6 +13,7 @@ value given before the command is not overwritten by the command's default;
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
@@ -249,11 +250,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             if reconfigure is not None:
                 reconfigure(errors="backslashreplace")
         signal.signal(signal.SIGTERM, _stop)
+    _Stderr.json = _wanted_log_format(args_list, env) == "json"
+    _Stderr.run_id = None
     try:
         args = parse_args(args_list)
-        args.run_id = new_run_id()
+        args.run_id = _Stderr.run_id = new_run_id()
     except UsageError as exc:
-        sys.stderr.write(exc.usage)
+        if not _Stderr.json:
+            sys.stderr.write(exc.usage)
         return _fail(_wanted_format(args_list), ExitCode.USAGE, f"error: {exc}")
     monitor: RunMonitor | None = None
     if args.command == "rotate":  # metrics file and heartbeat of the run (README "Monitoring")
@@ -350,11 +354,49 @@ def _wanted_format(argv: Sequence[str]) -> str:
     return wanted if wanted in FORMATS else "text"
 
 
+class _Stderr:
+    """How this process's final error line is written: like its log lines."""
+
+    json = False
+    """``--log-format json`` / ``ROTATE_STATS_LOG_FORMAT=json`` was asked for (read from
+    the raw command line and environment, so a usage error is a JSON line too)."""
+    run_id: str | None = None
+
+
+def _wanted_log_format(argv: Sequence[str], env: Mapping[str, str]) -> str:
+    """The log format asked for, read before (or without) parsing: "json" or "text"."""
+    wanted = env.get("ROTATE_STATS_LOG_FORMAT", "").strip()
+    for i, token in enumerate(argv):
+        if token == "--log-format" and i + 1 < len(argv):
+            wanted = argv[i + 1]
+        elif token.startswith("--log-format="):
+            wanted = token.partition("=")[2]
+    return "json" if wanted == "json" else "text"
+
+
+def _error_line(message: str, code: int) -> None:
+    """The error that ends the run on stderr: ``rotate_stats: error: ...``, or with JSON
+    logs one object like the log lines (``--log-format json`` promises nothing else)."""
+    message = mask_text(message)
+    if not _Stderr.json:
+        print(f"rotate_stats: {printable_lines(message)}", file=sys.stderr)
+        return
+    line = {
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+        "level": "WARNING" if code == ExitCode.LOCKED else "ERROR",
+        "logger": "rotate_stats",
+        "message": message,
+        "run_id": _Stderr.run_id,
+        "exit_code": int(code),
+    }
+    print(json.dumps(line), file=sys.stderr)
+
+
 def _fail(fmt: str, code: ExitCode, message: str) -> int:
     """Report an error: always on stderr; with ``--format json``/``junit`` also on stdout,
     so a machine reading stdout gets a document whatever happened (issue 10, item 11)."""
+    _error_line(message, code)
     message = printable_lines(mask_text(message))
-    print(f"rotate_stats: {message}", file=sys.stderr)
     text = message.removeprefix("error: ")
     if fmt == "json":
         print(json.dumps({"error": text, "exit_code": int(code)}, indent=2, sort_keys=True))
@@ -534,7 +576,7 @@ def _cmd_rotate(args: argparse.Namespace, settings: Settings) -> int:
             args.monitor.observe(report, client)
     _emit(args.format, report.as_dict(), render_report(report))
     if report.error:
-        print(f"rotate_stats: error: {printable_lines(mask_text(report.error))}", file=sys.stderr)
+        _error_line(f"error: {report.error}", report.exit_code)
     _log_summary(report)
     return report.exit_code
 

@@ -129,9 +129,14 @@ class ConfigError(RotateStatsError):
     whose name says it is a secret never reach ``value`` or the message.
     """
 
+    SHOWN = 200
+    """Characters of a longer value shown (after masking), then its length."""
+
     def __init__(self, name: str, value: object, expected: str) -> None:
         self.name = name
         self.value = mask_value(name, value)
+        if isinstance(self.value, str) and len(self.value) > self.SHOWN + 50:
+            self.value = f"{self.value[: self.SHOWN]}... ({len(self.value)} characters)"
         self.expected = mask_text(expected)
         super().__init__(mask_text(f"{name}: got {self.value!r}, expected {self.expected}"))
 

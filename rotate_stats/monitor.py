@@ -137,7 +137,7 @@ class RunMonitor:
         if self.metrics_file is not None:
             try:
                 write_metrics(self.metrics_file, self.metrics(exit_code))
-            except OSError as exc:
+            except Exception as exc:  # noqa: BLE001 - disk full, a bug: the exit code stands
                 log.error("metrics file %s not written: %s", self.metrics_file, exc)
         if self.heartbeat_url is not None and exit_code != ExitCode.LOCKED:
             # 75: another run holds the lock and will ping when it is done

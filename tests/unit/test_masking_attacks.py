@@ -64,6 +64,12 @@ def test_a_reserved_character_in_a_password_is_explained() -> None:
         (f"redis://:{SECRET} x@host", "redis://:***@host"),
         (f"redis://:{SECRET}\n@host", "redis://:***@host"),
         (f"rediss://u:{SECRET}@x@host:1", "rediss://u:***@host:1"),
+        (f"rediss://user:{SECRET}%40x@host", "rediss://user:***@host"),
+        (f"redis://:{SECRET}@x@host", "redis://:***@host"),
+        (f"unix:///run/redis.sock?password={SECRET}", "unix:///run/redis.sock?password=***"),
+        (f"redis://host?db=1&Password={SECRET}", "redis://host?db=1&Password=***"),
+        (f"rqlite://u:{SECRET}@h1:4001,h2:4001", "rqlite://u:***@h1:4001,h2:4001"),
+        (f"redis://:{SECRET}", "redis://:***"),
     ],
 )
 def test_mask_url_takes_the_whole_string_as_the_url(url: str, masked: str) -> None:
@@ -105,3 +111,13 @@ def test_log_extras_and_tracebacks_are_masked(
     err = capsys.readouterr().err
     assert "failed" in err and "redis://:***@cache" in err
     assert SECRET not in err
+
+
+def test_a_huge_value_is_not_echoed_whole() -> None:
+    """An environment value can be ~128 KiB: the error shows its start and its length,
+    masked first (a URL's password is never cut in two and left half visible)."""
+    value = f"redis://:{SECRET}@cache:6379/0?" + "x" * 100_000
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"ROTATE_STATS_REDIS_ULR": value})
+    assert len(str(info.value)) < 1000 and SECRET not in str(info.value)
+    assert "redis://:***@cache" in str(info.value) and "characters" in str(info.value)

@@ -148,3 +148,38 @@ def test_a_run_dying_of_a_bug_still_writes_its_metrics(
     _, samples = parse_exposition(path.read_text())
     assert value(samples, "rotate_stats_last_exit_code") == 1
     assert value(samples, "rotate_stats_last_success_timestamp_seconds") == 1000.0
+
+
+def test_the_temporary_file_is_never_one_the_collector_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """node_exporter's textfile collector reads ``*.prom`` in its directory: the
+    temporary file (left behind if the run is killed before the rename) must not
+    match, or half a file would be exported."""
+    import fnmatch
+
+    seen: list[str] = []
+    real_replace = os.replace
+
+    def spy(src: str, dst: str) -> None:
+        seen.append(os.path.basename(src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    write_metrics(str(tmp_path / "rotate_stats.prom"), RunMetrics(1.0, 0, 1.0))
+    assert len(seen) == 1 and seen[0].startswith(".rotate_stats.prom.")
+    assert not fnmatch.fnmatch(seen[0], "*.prom") and seen[0].endswith(".tmp")
+
+
+def test_any_failure_to_write_the_metrics_is_logged_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import rotate_stats.monitor as monitor_module
+
+    def broken(*_: object) -> None:
+        raise ValueError("a bug in rendering")
+
+    monkeypatch.setattr(monitor_module, "write_metrics", broken)
+    with caplog.at_level(logging.ERROR, logger="rotate_stats"):
+        RunMonitor(str(tmp_path / "m.prom"), None).finish(0)
+    assert "not written" in caplog.text and "a bug in rendering" in caplog.text
