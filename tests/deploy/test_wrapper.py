@@ -281,8 +281,12 @@ def test_sigterm_to_the_wrapper_alone_stops_the_job_and_says_so(site: Path) -> N
     and the wrapper then logged "stopped by SIGTERM" whatever the job had done."""
     proc, started = _start(
         site,
-        "#!/bin/sh\ntrap 'kill $pid; echo job stopped by TERM; exit 143' TERM\n"
-        "sleep 30 & pid=$!\ntouch STARTED\nwait\necho job finished\n",
+        # One process (a shell's background sleep could miss a TERM sent while it is
+        # still being forked, and hold the output open).
+        f"#!{sys.executable}\nimport pathlib, signal, sys, time\n"
+        "def stop(*_):\n    print('job stopped by TERM', flush=True)\n    sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, stop)\npathlib.Path('STARTED').touch()\n"
+        "time.sleep(60)\nprint('job finished')\n",
     )
     with proc:
         try:
