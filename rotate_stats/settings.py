@@ -121,7 +121,7 @@ FILE_VARIABLES = {
 }
 """``X_FILE`` -> ``X``: the value of X is read from the file named by X_FILE."""
 
-WRAPPER_VARIABLES = ("ROTATE_STATS_ENV_FILE", "ROTATE_STATS_VENV")
+WRAPPER_VARIABLES = ("ROTATE_STATS_ENV_FILE", "ROTATE_STATS_VENV", "ROTATE_STATS_FLOCK_FILE")
 """The cron wrapper's own variables: it unsets them before starting the job, which
 still rejects them (an unknown name stays an error) with a hint saying whose they are."""
 

@@ -429,7 +429,9 @@ def test_unknown_variable_suggests_the_closest_name(typo: str, meant: str) -> No
     assert f"did you mean {meant}?" in str(info.value)
 
 
-@pytest.mark.parametrize("name", ["ROTATE_STATS_ENV_FILE", "ROTATE_STATS_VENV"])
+@pytest.mark.parametrize(
+    "name", ["ROTATE_STATS_ENV_FILE", "ROTATE_STATS_VENV", "ROTATE_STATS_FLOCK_FILE"]
+)
 def test_the_wrappers_variables_stay_errors_saying_whose_they_are(name: str) -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env({name: "/etc/rotate-stats/rotate-stats.env"})
