@@ -29,7 +29,8 @@ class Pair:
     """A primary, a replica following it through a stallable proxy."""
 
     def __init__(self, binary: str, directory: Path) -> None:
-        self.primary = RedisServer(binary, directory / "primary")
+        # no 5 s wait for more replicas before a diskless first sync (Redis 7's default)
+        self.primary = RedisServer(binary, directory / "primary", "--repl-diskless-sync-delay", "0")
         self.proxy = StallableProxy(self.primary.port)
         self.replica = RedisServer(
             binary, directory / "replica", "--replicaof", "127.0.0.1", str(self.proxy.port)

@@ -43,7 +43,8 @@ def run_rollback(scenario: Scenario, backend: Backend, directory: Path) -> Outco
     link: StallableProxy | None = None
     store = backend.open()
     try:
-        primary = RedisServer(directory / "primary", VOLATILE)
+        # no 5 s wait for more replicas before a diskless first sync (Redis 7's default)
+        primary = RedisServer(directory / "primary", (*VOLATILE, "--repl-diskless-sync-delay", "0"))
         servers.append(primary)
         if scenario.rollback == "failover":
             link = StallableProxy(primary.port)
