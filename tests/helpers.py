@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+import subprocess
+import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
@@ -276,3 +278,17 @@ class StallableProxy:
                 sock.close()
             except OSError:
                 pass
+
+
+def run_program(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m rotate_stats ARGS`` as a child process: this environment without any
+    ``ROTATE_STATS_*`` variable of the caller's, plus ``env``."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
+    full.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "rotate_stats", *args],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

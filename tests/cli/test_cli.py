@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +16,7 @@ from rotate_stats import family
 from rotate_stats.database import Store
 from rotate_stats.dates import day_start, iso, last_stable, parse_iso, today
 from rotate_stats.rqlite_store import RqliteStore
-from tests.helpers import foreign_job, redis_dump
+from tests.helpers import foreign_job, redis_dump, run_program
 from tests.rqlite_emulator import start_emulator
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -63,18 +61,10 @@ def run(redis_server: object, redis_client: redis.Redis, tmp_path: Path) -> Run:
     def _run(
         *args: str, env: dict[str, str] | None = None, database: Database | None = None
     ) -> subprocess.CompletedProcess[str]:
-        full = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
-        full["ROTATE_STATS_REDIS_URL"] = url
+        base = {"ROTATE_STATS_REDIS_URL": url}
         if database is not None:
-            full["ROTATE_STATS_DATABASE_URL"] = database.url
-        full.update(env or {})
-        return subprocess.run(
-            [sys.executable, "-m", "rotate_stats", *args],
-            env=full,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+            base["ROTATE_STATS_DATABASE_URL"] = database.url
+        return run_program(*args, env={**base, **(env or {})})
 
     return _run
 

@@ -7,7 +7,6 @@ import http.server
 import json
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from rotate_stats.database import SqliteStore, migrate
 from rotate_stats.dates import day_start, last_stable, parse_iso
 from rotate_stats.rotate import rotate
 from tests.conftest import RedisServer
-from tests.helpers import foreign_job
+from tests.helpers import foreign_job, run_program
 from tests.unit.test_metrics import parse_exposition, value
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -38,17 +37,8 @@ def database(tmp_path: Path) -> str:
 @pytest.fixture
 def run(redis_server: RedisServer, redis_client: redis.Redis, database: str) -> Run:
     def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        full = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
-        full["ROTATE_STATS_REDIS_URL"] = redis_server.url
-        full["ROTATE_STATS_DATABASE_URL"] = database
-        full.update(env or {})
-        return subprocess.run(
-            [sys.executable, "-m", "rotate_stats", *args],
-            env=full,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        base = {"ROTATE_STATS_REDIS_URL": redis_server.url, "ROTATE_STATS_DATABASE_URL": database}
+        return run_program(*args, env={**base, **(env or {})})
 
     return _run
 
