@@ -53,7 +53,6 @@ def test_short_walks_show_nothing(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_a_bar_on_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
-    pytest.importorskip("tqdm")
     stream = Tty()
     progress = Progress(stream, min_total=10)
     with caplog.at_level(logging.INFO, logger="rotate_stats"):
