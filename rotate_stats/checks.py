@@ -10,7 +10,7 @@ from . import family
 from .database import Store, pending_migrations
 from .dates import iso, last_stable, parse_iso, today
 from .errors import ConfigError, DataError
-from .health import STALE_AFTER_DAYS, newest_row, redis_cli
+from .health import STALE_AFTER_DAYS, is_stale, newest_row, redis_cli
 from .invariants import Finding, Invariant, check_day
 from .redis_side import RedisSide
 from .report import ExitCode
@@ -318,7 +318,8 @@ def _problems(st: Status, limits: StatusLimits, cli: str) -> list[Problem]:
                 "is the nightly run running? see its log, then `python -m rotate_stats`",
             )
         )
-    if st.newest_row is not None and st.newest_row < iso(st.last_stable - limits.stale_after_days):
+    newest = st.newest_row
+    if newest is not None and is_stale(newest, st.last_stable, limits.stale_after_days):
         out.append(
             Problem(
                 "stale-newest-row",

@@ -67,6 +67,12 @@ def newest_row(store: Store) -> str | None:
     return str(found[0][0]) if found and found[0][0] is not None else None
 
 
+def is_stale(newest: str, stable: int, stale_after_days: int) -> bool:
+    """Whether a newest row ``newest`` (ISO) lags the last stable date by more than
+    ``stale_after_days``: one rule for the run (``stale_newest_row``) and ``status``."""
+    return newest < iso(stable - stale_after_days)
+
+
 def stale_newest_row(
     store: Store, client: Any, now: float, stale_after_days: int = STALE_AFTER_DAYS
 ) -> str | None:
@@ -82,7 +88,7 @@ def stale_newest_row(
     if newest is None:
         return None  # a new installation: nothing written, nothing rotated yet
     stable = last_stable(now)
-    if newest >= iso(stable - stale_after_days):
+    if not is_stale(newest, stable, stale_after_days):
         return None
     url, db = redis_where(client)
     return (
