@@ -292,3 +292,128 @@ def run_program(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProce
         text=True,
         timeout=120,
     )
+
+
+class SwitchableProxy:
+    """A loopback TCP proxy to one server at a time, as a client that reaches Redis
+    through one address (a virtual IP, a DNS name, a Sentinel-aware proxy) sees a
+    failover: ``retarget(port)`` sends new connections to another server and closes
+    every open one, so that clients reconnect (redis-py retries a command on a new
+    connection after a connection error) - to the new server."""
+
+    def __init__(self, upstream_port: int) -> None:
+        import threading
+
+        self.upstream_port = upstream_port
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self.port = int(self._listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def retarget(self, upstream_port: int) -> None:
+        """From now on to ``upstream_port``; every open connection is closed."""
+        with self._lock:
+            self.upstream_port = upstream_port
+            doomed, self._sockets = self._sockets, []
+        for sock in doomed:
+            _close(sock)
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                port = self.upstream_port
+            try:
+                upstream = socket.create_connection(("127.0.0.1", port))
+            except OSError:  # the upstream is down: refuse this client
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                target.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, target):
+            _close(sock)
+
+    def close(self) -> None:
+        self._listener.close()
+        self.retarget(self.upstream_port)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+PipelineBefore = Callable[["redis.client.Pipeline", list[str]], None]
+PipelineAfter = Callable[["redis.client.Pipeline", list[str], list[Any]], list[Any] | None]
+
+
+def hook_pipelines(
+    monkeypatch: Any, before: PipelineBefore | None = None, after: PipelineAfter | None = None
+) -> None:
+    """Wrap ``redis.client.Pipeline.execute`` (undone by ``monkeypatch``): ``before`` sees
+    every pipeline's command names (upper case) before it is sent; ``after`` sees them
+    with the replies and may return replacement replies. A pipeline belongs to the
+    client whose ``connection_pool`` it has (``pipe.connection_pool``)."""
+    import redis.client
+
+    real = redis.client.Pipeline.execute
+
+    def execute(self: redis.client.Pipeline, raise_on_error: bool = True) -> list[Any]:
+        names = [str(args[0]).upper() for args, _ in self.command_stack]
+        if before is not None:
+            before(self, names)
+        replies = real(self, raise_on_error)
+        if after is not None:
+            changed = after(self, names, replies)
+            if changed is not None:
+                replies = changed
+        return replies
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", execute)
+
+
+def assert_exactly_once(client: redis.Redis, store: Store, written: Mapping[Any, int]) -> None:
+    """Counts in the table plus counts still in Redis (live and claim keys) are exactly
+    what writers wrote: none lost, none counted twice. The message sums the damage."""
+    total = stored_tally(store) + Counter(tally_redis(client))
+    keys = set(total) | set(written)
+    wrong = {k: (total[k], written.get(k, 0)) for k in keys if total[k] != written.get(k, 0)}
+    if not wrong:
+        return
+    extra = sum(max(found - want, 0) for found, want in wrong.values())
+    lost = sum(max(want - found, 0) for found, want in wrong.values())
+    sample = ", ".join(
+        f"{k}: {found} != {want}"
+        for k, (found, want) in sorted(wrong.items(), key=lambda kv: str(kv[0]))[:6]
+    )
+    raise AssertionError(
+        f"not exactly once: {len(wrong)} tally entries differ, {extra} counted too many "
+        f"(doubled), {lost} lost; (date, event, breakdown): found != written: {sample}"
+    )
