@@ -226,6 +226,31 @@ def test_round_three_bug2_a_wide_read_across_a_restart_loses_nothing(
         server.stop()
 
 
+def test_round_three_bug2_a_wide_read_across_a_failover_loses_nothing(
+    failover: Failover, sqlite: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same across a failover to a replica that has every write (the claim too):
+    its copy of the wide hash has a layout of its own, so the cursor means nothing
+    there either. Main: counts lost."""
+    written = plant_wide_day(failover.writer, D)
+    client = redis.Redis(port=failover.front.port)  # the job's one address
+    moved: list[str] = []
+
+    def after(pipe: redis.client.Pipeline, names: list[str], replies: list[Any]) -> None:
+        if pipe.connection_pool is client.connection_pool and "HSCAN" in names:
+            if not moved:  # the first chunk is read; R has the claim, then P dies
+                assert failover.writer.wait(1, 5000) == 1
+                moved.append("R")
+                failover.fail_over()
+
+    with monkeypatch.context() as m:
+        hook_pipelines(m, after=after)
+        rotate(client, sqlite, RotateOptions(first=D), now=NOW)
+    assert moved, "the run never read the wide hash with HSCAN (test setup)"
+    rotate(client, sqlite, RotateOptions(first=D), now=NOW)  # a final clean run, on R
+    assert_exactly_once(redis.Redis(port=failover.replica.port), sqlite, written)
+
+
 # -- bug 3: the "unparsable" give-back and the pick-up marker --------------------------------
 
 
