@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from . import family
-from .database import Store, pending_migrations
+from .database import RAISE_WATERMARK, Statement, Store, pending_migrations
 from .dates import iso, last_stable, parse_iso, today
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, LockHeld
 from .health import STALE_AFTER_DAYS, is_stale, newest_row, redis_cli
 from .invariants import Finding, Invariant, check_day
 from .redis_side import RedisSide
@@ -371,50 +372,123 @@ def _durability(side: RedisSide) -> str:
     return fence.description + (f"; WARNING: {fence.warning}" if fence.warning else "")
 
 
-PRUNE_MIN_AGE_DAYS = 7
-"""Ledger entries younger than this are never pruned (see ``prune_ledger``)."""
+PRUNE_MIN_AGE_DAYS = 7.0
+"""Default of ``ROTATE_STATS_PRUNE_MIN_AGE``: ledger entries younger than this are kept."""
 
 
 @dataclass(frozen=True)
 class PruneReport:
-    """What ``prune_ledger`` removed and what it kept back."""
+    """What ``prune_ledger`` removed, the watermarks it left, and what it kept and why."""
 
     before: str
     deleted: int
+    watermarked_dates: int
     kept_in_redis: int
+    kept_young: int
+    kept_unsequenced: int
+    min_age_days: float
 
     def as_dict(self) -> dict[str, object]:
-        return {"before": self.before, "deleted": self.deleted, "kept_in_redis": self.kept_in_redis}
+        return {
+            "before": self.before,
+            "deleted": self.deleted,
+            "watermarked_dates": self.watermarked_dates,
+            "kept_in_redis": self.kept_in_redis,
+            "kept_young": self.kept_young,
+            "kept_unsequenced": self.kept_unsequenced,
+            "min_age_days": self.min_age_days,
+        }
+
+    def describe(self) -> str:
+        kept = [
+            f"{self.kept_in_redis} whose claims are still in Redis",
+            f"{self.kept_young} applied less than {self.min_age_days:g} day(s) ago "
+            "(ROTATE_STATS_PRUNE_MIN_AGE)",
+            f"{self.kept_unsequenced} whose claim id carries no sequence",
+        ]
+        head = f"pruned {self.deleted} ledger entries of dates before {self.before}"
+        if self.deleted:
+            head += f" (watermarks raised on {self.watermarked_dates} date(s))"
+        elif not (self.kept_in_redis or self.kept_young or self.kept_unsequenced):
+            head += ": the ledger has no entry before that date"
+        return f"{head}; kept {', '.join(kept)}"
 
 
 def prune_ledger(
-    side: RedisSide, store: Store, before: int, now: float | None = None
+    side: RedisSide,
+    store: Store,
+    before: int,
+    now: float | None = None,
+    *,
+    min_age_days: float = PRUNE_MIN_AGE_DAYS,
+    run_id: str | None = None,
+    lock_ttl_ms: int = 300_000,
 ) -> PruneReport:
-    """Delete ledger entries of dates before ``before`` that can no longer matter.
+    """Delete ledger entries of dates before ``before``, leaving a watermark behind.
 
-    The ledger is what makes a resent or repeated commit of a claim add nothing;
-    an entry matters as long as its claim can still come back. So an entry is
-    kept when (1) its claim id is in a claim key in Redis right now (a pending
-    claim: dropping its id would let it be added twice), or (2) it was applied
-    less than 7 days ago (a failover that lost a release could bring its claim
-    back). ``before`` must be a stable date.
+    The ledger is what makes a resent or repeated commit of a claim add nothing.
+    An entry is deleted together with raising its date's watermark - the highest
+    claim sequence pruned for that (family, date) - in one transaction, and a
+    commit refuses any claim at or below its date's watermark that the ledger
+    lacks (``database.MERGE_CLAIM``, ``rotate._watermarked``). So pruning never
+    makes an applied claim committable again, whether a slow run still holds it
+    or a Redis restored from an old snapshot brings it back.
+
+    Kept all the same: an entry whose claim id is in Redis right now (its run
+    finds it applied and releases it, rather than meeting the watermark), one
+    applied less than ``min_age_days`` ago, and one whose id carries no sequence
+    (nothing to put in a watermark). Takes the run lock (LockHeld if another run
+    holds it): pruning while a run walks is safe, but says less.
+    ``before`` must be at most the day after the last stable date.
     """
     now = time.time() if now is None else now
     if before > last_stable(now) + 1:
         raise ConfigError("--before", iso(before), f"a date up to {iso(last_stable(now) + 1)}")
-    live_ids = side.claim_ids()
-    cutoff = now - PRUNE_MIN_AGE_DAYS * 86400
-    found = store.read(
-        f"SELECT claim_id FROM {family.CLAIMS_TABLE} WHERE retrieved_for < ? AND applied_at < ?",
-        (iso(before), cutoff),
-    )
-    doomed = [str(r[0]) for r in found if str(r[0]) not in live_ids]
-    kept = len(found) - len(doomed)
-    deleted = 0
-    for start in range(0, len(doomed), 500):  # bounded statements, one transaction each
-        chunk = doomed[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
-        deleted += store.execute(
-            f"DELETE FROM {family.CLAIMS_TABLE} WHERE claim_id IN ({marks})", tuple(chunk)
+    token = run_id or f"prune-{uuid.uuid4().hex}"
+    if not side.acquire_lock(token, lock_ttl_ms):
+        holder, ttl = side.lock_holder()
+        raise LockHeld(family.LOCK_KEY, holder, ttl)
+    try:
+        live_ids = side.claim_ids()
+        cutoff = now - min_age_days * 86400
+        found = store.read(
+            f"SELECT claim_id, retrieved_for, applied_at, sequence FROM {family.CLAIMS_TABLE} "
+            "WHERE family = ? AND retrieved_for < ? ORDER BY retrieved_for, claim_id",
+            (family.NAME, iso(before)),
         )
-    return PruneReport(iso(before), deleted, kept)
+        in_redis = young = unsequenced = 0
+        doomed: list[tuple[str, str, int]] = []
+        for claim_id, date, applied_at, sequence in found:
+            if str(claim_id) in live_ids:
+                in_redis += 1
+            elif float(applied_at) >= cutoff:
+                young += 1
+            elif sequence is None:
+                unsequenced += 1
+            else:
+                doomed.append((str(claim_id), str(date), int(sequence)))
+        deleted = 0
+        marked: set[str] = set()
+        for start in range(0, len(doomed), 500):  # bounded requests, each one transaction
+            chunk = doomed[start : start + 500]
+            highest: dict[str, int] = {}
+            for _, date, sequence in chunk:
+                highest[date] = max(sequence, highest.get(date, sequence))
+            statements: list[Statement] = [
+                (RAISE_WATERMARK, (family.NAME, date, str(sequence), now))
+                for date, sequence in highest.items()
+            ]
+            marks = ", ".join("?" for _ in chunk)
+            statements.append(
+                (
+                    f"DELETE FROM {family.CLAIMS_TABLE} WHERE claim_id IN ({marks})",
+                    tuple(claim_id for claim_id, _, _ in chunk),
+                )
+            )
+            deleted += store.transaction(statements)[-1]
+            marked.update(highest)
+            side.refresh_lock(token, lock_ttl_ms)
+    finally:
+        side.release_lock(token)
+    kept = (in_redis, young, unsequenced)
+    return PruneReport(iso(before), deleted, len(marked), *kept, min_age_days)

@@ -18,7 +18,10 @@
 --                    "<prefix>/<date>/<sequence>", the sequence drawn here, so a
 --                    resent call (same prefix) can never cut a claim under an id
 --                    that named another claim
--- ARGV[3 .. 2+n]     the dates
+-- ARGV[3]            floor: the sequence counter is first raised to at least this
+--                    (the highest sequence the database knows; a counter moved back
+--                    by a restart from an old snapshot must not draw it again)
+-- ARGV[4 .. 3+n]     the dates
 --
 -- Reply: one entry per date, in order:
 --   {"pending", id, len1 .. len7}   an earlier claim, not yet released
@@ -29,6 +32,7 @@
 
 local n = tonumber(ARGV[1])
 local prefix = ARGV[2]
+local floor = tonumber(ARGV[3])
 
 local function lengths(base)
   local reply = {}
@@ -51,7 +55,7 @@ local replies = {}
 for i = 1, n do
   local base = (i - 1) * 16
   local live, claim, id_key, picked = base + 1, base + 8, KEYS[base + 15], KEYS[base + 16]
-  local date = ARGV[2 + i]
+  local date = ARGV[3 + i]
   local id_type = key_type(id_key)
   local reply
   if id_type ~= 'string' and id_type ~= 'none' then
@@ -84,6 +88,9 @@ for i = 1, n do
         end
       end
       if any then
+        local counter = KEYS[16 * n + 1]
+        local current = tonumber(redis.call('GET', counter) or '0')
+        if current ~= nil and current < floor then redis.call('SET', counter, floor) end
         local id = prefix .. '/' .. date .. '/' .. redis.call('INCR', KEYS[16 * n + 1])
         redis.call('SET', id_key, id)
         redis.call('DEL', picked)

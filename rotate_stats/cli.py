@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DATE",
         type=_date,
         required=True,
-        help="prune entries of dates before this one (kept: claims in Redis, entries < 7 days old)",
+        help="prune entries of dates before this one, leaving a watermark per date (kept: "
+        "claims in Redis, entries younger than ROTATE_STATS_PRUNE_MIN_AGE days)",
     )
     demo = add("demo", "run the job on an in-process Redis and a new SQLite file with demo data")
     demo.add_argument(
@@ -497,17 +498,21 @@ def _cmd_prune_ledger(args: argparse.Namespace, settings: Settings) -> int:
     from .checks import prune_ledger
     from .connections import open_redis, open_store
     from .database import require_migrated
-    from .redis_side import RedisSide
+    from .redis_side import RedisSide, refuse_replica
 
     with closing(open_store(settings)) as store, closing(open_redis(settings.redis_url)) as client:
         require_migrated(store)
-        pruned = prune_ledger(RedisSide(client), store, args.before)
-    _emit(
-        args.format,
-        pruned.as_dict(),
-        f"pruned {pruned.deleted} ledger entries before {pruned.before}; "
-        f"kept {pruned.kept_in_redis} whose claims are still in Redis",
-    )
+        side = RedisSide(client)
+        refuse_replica(side)
+        pruned = prune_ledger(
+            side,
+            store,
+            args.before,
+            min_age_days=settings.prune_min_age,
+            run_id=args.run_id,
+            lock_ttl_ms=int(settings.lock_ttl * 1000),
+        )
+    _emit(args.format, pruned.as_dict(), pruned.describe())
     return ExitCode.OK
 
 

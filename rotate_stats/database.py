@@ -89,6 +89,10 @@ class Store(Protocol):
         """One write statement in its own transaction; rows affected."""
         ...
 
+    def transaction(self, statements: Sequence[Statement]) -> list[int]:
+        """Write statements in one transaction, all or nothing; rows affected by each."""
+        ...
+
     def commit(self, items: Sequence[DateCommit], retrieved_at: float) -> list[CommitResult]: ...
 
     def rows(self, first: str | None, last: str | None) -> list[StoredRow]: ...
@@ -256,22 +260,41 @@ def _merge_count(column: str) -> str:
 
 
 MERGE_CLAIM = (
+    # Adds the claim unless the ledger has it, or its sequence is at or below the
+    # date's watermark (its entry may have been pruned: a claim with no sequence
+    # is then refused too). The watermark is checked before the commit as well
+    # (rotate._watermarked); here it guards a prune that raced that check.
     f"UPDATE {family.TABLE} SET retrieved_at = ?, "
     + ", ".join(_merge_count(e) + ", " + _merge_breakdown(f"{e}_breakdown") for e in family.EVENTS)
     + f" WHERE retrieved_for = ? AND NOT EXISTS "
-    f"(SELECT 1 FROM {family.CLAIMS_TABLE} WHERE claim_id = ?)"
+    f"(SELECT 1 FROM {family.CLAIMS_TABLE} WHERE claim_id = ?) AND NOT EXISTS "
+    f"(SELECT 1 FROM {family.WATERMARKS_TABLE} WHERE family = ? AND retrieved_for = ? "
+    "AND sequence >= COALESCE(CAST(? AS INTEGER), sequence))"
 )
 RECORD_CLAIM = (
     # Records the claim unless the ledger has it already. ``changes()`` is the
     # number of rows the MERGE_CLAIM just before changed: anything but 1 (a
-    # vanished zero row, several rows for one date) makes applied_at NULL, so
-    # the NOT NULL constraint fails the statement and the whole transaction.
-    f"INSERT INTO {family.CLAIMS_TABLE} (claim_id, retrieved_for, applied_at) "
-    "SELECT ?, ?, CASE WHEN changes() = 1 THEN ? END "
+    # vanished zero row, several rows for one date, a watermark that refused the
+    # merge) makes applied_at NULL, so the NOT NULL constraint fails the statement
+    # and the whole transaction.
+    f"INSERT INTO {family.CLAIMS_TABLE} (claim_id, retrieved_for, applied_at, family, sequence) "
+    "SELECT ?, ?, CASE WHEN changes() = 1 THEN ? END, ?, CAST(? AS INTEGER) "
     f"WHERE NOT EXISTS (SELECT 1 FROM {family.CLAIMS_TABLE} WHERE claim_id = ?)"
 )
 GUARD_FAILED = f"NOT NULL constraint failed: {family.CLAIMS_TABLE}.applied_at"
 """The error of RECORD_CLAIM when its merge did not change exactly one row."""
+SELECT_WATERMARKS = (
+    f"SELECT retrieved_for, sequence FROM {family.WATERMARKS_TABLE} "
+    "WHERE family = ? AND retrieved_for >= ? AND retrieved_for <= ?"
+)
+SELECT_LEDGER_IDS = (
+    f"SELECT claim_id FROM {family.CLAIMS_TABLE} WHERE claim_id IN (SELECT value FROM json_each(?))"
+)
+RAISE_WATERMARK = (
+    f"INSERT INTO {family.WATERMARKS_TABLE} (family, retrieved_for, sequence, updated_at) "
+    "VALUES (?, ?, CAST(? AS INTEGER), ?) ON CONFLICT (family, retrieved_for) DO UPDATE SET "
+    "sequence = max(sequence, excluded.sequence), updated_at = excluded.updated_at"
+)
 SELECT_ROWS = (
     f"SELECT {', '.join(family.COLUMNS)} FROM {family.TABLE} "
     "WHERE retrieved_for >= ? AND retrieved_for <= ? ORDER BY retrieved_for"
@@ -282,6 +305,19 @@ SELECT_LEDGER_TIMES = (
 )
 SELECT_MIGRATIONS = f"SELECT name FROM {family.MIGRATIONS_TABLE} ORDER BY name"
 RECORD_MIGRATION = f"INSERT INTO {family.MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)"
+
+
+def sequence_floor(store: Store) -> tuple[int, bool]:
+    """(the highest claim sequence the database knows for the family, whether any date
+    has a watermark). A strong read: it must see every earlier commit and prune."""
+    rows = store.read(
+        f"SELECT (SELECT MAX(sequence) FROM {family.CLAIMS_TABLE} WHERE family = ?), "
+        f"(SELECT MAX(sequence) FROM {family.WATERMARKS_TABLE} WHERE family = ?)",
+        (family.NAME, family.NAME),
+    )
+    ledger, marks = rows[0] if rows else (None, None)
+    values = [int(v) for v in (ledger, marks) if v is not None]
+    return max(values, default=0), marks is not None
 
 
 def commit_statements(item: DateCommit, iso_date: str, retrieved_at: float) -> list[Statement]:
@@ -295,9 +331,12 @@ def commit_statements(item: DateCommit, iso_date: str, retrieved_at: float) -> l
         for event in family.EVENTS:
             count = str(item.day.count(event))  # exact on every rqlite (see _merge_count)
             merge += [count, count, breakdown_json(item.day.breakdown(event))]
-        merge += [iso_date, item.claim_id]
+        sequence = family.claim_sequence(item.claim_id)
+        seq = None if sequence is None else str(sequence)  # text: exact on rqlite v6 too
+        merge += [iso_date, item.claim_id, family.NAME, iso_date, seq]
         statements.append((MERGE_CLAIM, tuple(merge)))
-        statements.append((RECORD_CLAIM, (item.claim_id, iso_date, retrieved_at, item.claim_id)))
+        record = (item.claim_id, iso_date, retrieved_at, family.NAME, seq, item.claim_id)
+        statements.append((RECORD_CLAIM, record))
     return statements
 
 
@@ -463,6 +502,9 @@ class SqliteStore:
     def execute(self, sql: str, params: tuple[object, ...] = ()) -> int:
         return self._transaction([(sql, params)])[0]
 
+    def transaction(self, statements: Sequence[Statement]) -> list[int]:
+        return self._transaction(statements)
+
     def apply_migration(self, migration: Migration) -> None:
         try:
             self._transaction(migration_statements(migration))
@@ -507,8 +549,9 @@ def guard_error(exc: StoreError, items: Sequence[DateCommit]) -> StoreError:
     return StoreError(
         exc.where,
         f"a claim's merge did not change exactly one row of {family.TABLE} (dates {dates}): "
-        "the table is not the shape of seed 000; nothing was committed, the claims stay "
-        "in Redis",
+        "the table is not the shape of seed 000, or prune-ledger raised a date's watermark "
+        f"({family.WATERMARKS_TABLE}) over a claim meanwhile; nothing was committed, the "
+        "claims stay in Redis and the next run tells which",
     )
 
 

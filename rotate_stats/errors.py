@@ -7,6 +7,7 @@
     ├── AmbiguousWrite          the recorder's increment was sent but not answered
     ├── ClockSkew               this host's clock and Redis's disagree (exit 1)
     ├── FenceNotMet             Redis did not confirm the claims durable in time (exit 1)
+    ├── ReadNotProven           claims could not be read completely from one server (exit 1)
     ├── DataError               Redis or the table holds something we cannot use (exit 1)
     ├── LockHeld                another run holds the lock (exit 75)
     ├── NotMigrated             the database lacks migrations, or its SQLite file (exit 1)
@@ -198,6 +199,24 @@ class FenceNotMet(RotateStatsError):
             f"durability fence not met: wanted {fence}, got {got} within {timeout_ms} ms; "
             "nothing was committed, the claims stay in Redis for the next run "
             "(check replication / AOF, or ROTATE_STATS_REDIS_FENCE)"
+        )
+
+
+class ReadNotProven(RotateStatsError):
+    """The claims of a group could not be read completely from one Redis server.
+
+    Nothing of the group was committed: its claims stay pending for the next run.
+    Redis restarted or failed over during every read (``rotate._prove``).
+    """
+
+    def __init__(self, dates: list[str], rounds: int) -> None:
+        self.dates = dates
+        self.rounds = rounds
+        shown = ", ".join(dates[:5]) + (", ..." if len(dates) > 5 else "")
+        super().__init__(
+            f"could not read the claims of {shown} completely from one Redis server in "
+            f"{rounds} tries (Redis restarting or failing over during the run?); nothing of "
+            "them was committed, their claims stay pending for the next run"
         )
 
 

@@ -52,8 +52,12 @@ FAILED_TO_QUEUE_REASONS = frozenset(
 RATELIMIT_RESOURCES = frozenset({"user_queued_jobs", "total_queued_jobs"})
 _RATELIMITED = re.compile(r"ratelimited:(?P<resource>[a-z_]+):(?P<at>[0-9]+):(?P<limit>[0-9]+)")
 
+NAME = "journal_chat_jobs"
+"""The family's name: its rows in the job's own tables (ledger, watermarks) carry it."""
 TABLE = "journal_chat_job_stats"
 CLAIMS_TABLE = "rotate_stats_applied_claims"
+WATERMARKS_TABLE = "rotate_stats_claim_watermarks"
+"""Per (family, date), the highest claim sequence whose ledger entry was pruned."""
 MIGRATIONS_TABLE = "rotate_stats_migrations"
 COLUMNS: tuple[str, ...] = (
     "retrieved_for",
@@ -117,6 +121,16 @@ def claim_picked_key(unix_date: int) -> str:
 def claim_id_key(unix_date: int) -> str:
     """String holding the id of the date's current claim; absent when there is none."""
     return f"{OWN_PREFIX}:claim:{unix_date}:id"
+
+
+_SEQUENCE = re.compile(r"/([0-9]{1,18})$")
+
+
+def claim_sequence(claim_id: str) -> int | None:
+    """The sequence a claim id ends with (``.../{date}/{sequence}``, drawn by claim.lua),
+    or None for an id of another shape. Migration 0003 reads it the same way in SQL."""
+    match = _SEQUENCE.search(claim_id)
+    return int(match.group(1)) if match else None
 
 
 def date_of_key(key: str) -> int | None:

@@ -18,10 +18,11 @@
 -- to the date, so the next run visits it; the last deletes the claim id.
 --
 -- Never races a pick-up: a run that picked this claim up as pending marked it
--- (KEYS[17], set by claim.lua) and may be committing it; a strict give-back
--- (ARGV[3] = "strict") then refuses, and the claim is left to that run. A claim
--- whose data no run can parse (ARGV[3] = "unparsable") cannot be committed by
--- anyone, so it is given back whoever marked it.
+-- (KEYS[17], set by claim.lua to its call's prefix) and may be reading or
+-- committing it. A give-back is refused unless the marker is absent or is the
+-- caller's own (ARGV[3]): only the last run to take the claim may give it back,
+-- whatever the reason (strict mode, a row it cannot merge into, a value no run
+-- can parse).
 --
 -- KEYS[1..7]   claim counts hash, claim breakdown hashes
 -- KEYS[8]      claim id string
@@ -30,14 +31,15 @@
 -- KEYS[17]     pick-up marker of the claim
 -- ARGV[1]      the claim id this run read
 -- ARGV[2]      the date
--- ARGV[3]      "strict" or "unparsable"
+-- ARGV[3]      the prefix of the claim call that gave the caller this claim
 -- ARGV[4]      budget: field operations this step may do (at least 1)
 -- Reply: {1} done: claim gone; {2} more: call again; {0} the claim is not the
 -- expected one; {-1} picked up by another run; {-2, key, field, value, expected}
 -- refused: this step changed nothing
 
 if redis.call('GET', KEYS[8]) ~= ARGV[1] then return {0} end
-if ARGV[3] == 'strict' and redis.call('EXISTS', KEYS[17]) == 1 then return {-1} end
+local marker = redis.call('GET', KEYS[17])
+if marker and marker ~= ARGV[3] then return {-1} end
 local budget = tonumber(ARGV[4])
 
 for j = 1, 7 do

@@ -60,6 +60,7 @@ class Scripts:
     lock_refresh: Script
     lock_release: Script
     record: Script
+    prove: Script
 
 
 _SCRIPTS: weakref.WeakKeyDictionary[redis.Redis, Scripts] = weakref.WeakKeyDictionary()
@@ -85,6 +86,7 @@ def scripts_for(client: redis.Redis) -> Scripts:
             lock_refresh=load("lock_refresh"),
             lock_release=load("lock_release"),
             record=load("record"),
+            prove=load("prove"),
         )
         _SCRIPTS[client] = found
     return found
@@ -181,16 +183,23 @@ NO_DURABILITY = (
 
 @dataclass(frozen=True)
 class Claim:
-    """What the claim script found for one date.
+    """What the claim script found for one date, and what was read of it.
 
     ``state`` is ``pending`` (an earlier run's claim), ``claimed`` (cut now) or
-    ``empty`` (no keys at all, ``claim_id`` is "").
+    ``empty`` (no keys at all, ``claim_id`` is ""). ``owner`` is the prefix of
+    the claim call that returned it: the pick-up marker a give-back must find
+    (absent, or this value). ``lengths`` are the distinct fields read per claim
+    hash and ``sources`` the identities of the servers the cut and the read
+    came from (``prove`` checks both before a commit).
     """
 
     unix_date: int
     state: str
     claim_id: str
     day: DayCounts
+    owner: str = ""
+    lengths: tuple[int, ...] = ()
+    sources: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -204,10 +213,120 @@ class Cut:
     state: str
     claim_id: str
     lengths: tuple[int, ...] = (0,) * family.KEYS_PER_DATE
+    owner: str = ""
+    """The claim call's prefix (see ``Claim.owner``)."""
+    identity: str = ""
+    """The server that answered the claim call (``server_identity``)."""
 
     @property
     def fields(self) -> int:
         return sum(self.lengths)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What ``read`` got: per cut its counts (or the error naming a bad value) and the
+    distinct fields read per claim hash; and the identities of the servers that
+    answered (more than one: the read spanned a restart or a failover)."""
+
+    days: list[DayCounts | DataError]
+    lengths: list[tuple[int, ...]]
+    identities: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What the server about to be fenced holds of the claims about to be committed.
+
+    ``identity`` is that server's (``server_identity``); ``missing`` maps a date
+    whose claim is not there to the claim id found instead ("" when none);
+    ``incomplete`` lists the dates whose claim hashes hold more (or fewer) fields
+    than were read. The fence ran on the same connection, after the proof.
+    """
+
+    identity: str
+    missing: dict[int, str]
+    incomplete: frozenset[int]
+
+
+PROOF_DATES_PER_CALL = 64
+"""Dates per proof script call: a GET and up to 8 HLENs each, O(1): well under a ms."""
+
+_IDENTITY_FIELDS = (("server", "run_id"), ("replication", "master_replid"))
+
+
+def server_identity(replies: Sequence[Any]) -> str:
+    """``run_id/master_replid`` from the replies to ``INFO server`` and ``INFO
+    replication`` ("" where INFO is unavailable: fakeredis, a renamed command).
+
+    A restarted server has a new ``run_id``; a promoted replica (or a primary
+    that was made a replica and back, losing its data to a full sync) a new
+    ``master_replid``: either way, not the server that answered before.
+    """
+    parts = []
+    for reply, (_, name) in zip(replies, _IDENTITY_FIELDS, strict=True):
+        value = reply.get(name, "") if isinstance(reply, dict) else ""
+        parts.append(_text(value) if isinstance(value, (bytes, str)) else str(value))
+    return "/".join(parts) if any(parts) else ""
+
+
+def _probe(pipe: Any) -> None:
+    """Append the identity commands to a pipeline (read by ``_execute``)."""
+    for section, _ in _IDENTITY_FIELDS:
+        pipe.execute_command("INFO", section)
+
+
+def _execute(pipe: Any) -> tuple[list[Any], str]:
+    """Run a pipeline that ends with ``_probe``: (the other replies, server identity).
+
+    A pipeline runs on one connection, so on one server process (redis-py resends
+    a whole pipeline on a new connection after a connection error): the identity
+    names the server every reply came from. An error reply other than the probe's
+    raises.
+    """
+    replies = pipe.execute(raise_on_error=False)
+    mine, probe = replies[: -len(_IDENTITY_FIELDS)], replies[-len(_IDENTITY_FIELDS) :]
+    for reply in mine:
+        if isinstance(reply, Exception):
+            raise reply
+    return mine, server_identity(probe)
+
+
+def _check_fence(fence: Fence, replies: Sequence[Any], timeout_ms: int) -> None:
+    """FenceNotMet unless the WAITAOF / WAIT replies (in that order) meet the fence."""
+    replies = list(replies)
+    got: list[str] = []
+    met = True
+    if fence.aof:
+        fsynced = int(replies.pop(0)[0]) >= 1
+        met = met and fsynced
+        got.append(f"local AOF {'fsynced' if fsynced else 'not fsynced'}")
+    if fence.replicas:
+        acked = int(replies.pop(0))
+        met = met and acked >= fence.replicas
+        got.append(f"{acked} replica(s)")
+    if not met:
+        raise FenceNotMet(fence.description, ", ".join(got), timeout_ms)
+
+
+def refuse_replica(side: RedisSide) -> None:
+    """ConfigError when the server is a replica: a URL naming a replica by mistake.
+
+    Every write would fail with READONLY halfway through (or, on a writable
+    replica, land where the primary's next sync erases it). Said at start,
+    naming the primary the replica follows, before anything is touched.
+    """
+    replication = side.info("replication")
+    role = _text(str(replication.get("role", "")))
+    if role in ("slave", "replica"):
+        primary = f"{replication.get('master_host', '?')}:{replication.get('master_port', '?')}"
+        raise ConfigError(
+            "Redis URL",
+            f"a replica (role {role}, following {primary})",
+            "the primary: the job writes (claims, releases, the lock); point "
+            "ROTATE_STATS_REDIS_URL (or --redis-url) at the primary or at an address that "
+            "always reaches it (Sentinel-managed VIP, proxy)",
+        )
 
 
 def _text(value: bytes | str) -> str:
@@ -302,34 +421,6 @@ class RedisSide:
         value = reply.get(name) if isinstance(reply, dict) else None
         return _text(value) if value is not None else None
 
-    def fence(self, fence: Fence, token: str, timeout_ms: int) -> None:
-        """Wait until every write so far (claims of any run) is on replicas / AOF.
-
-        WAIT and WAITAOF cover the writes of their own connection, so a tiny write
-        goes first on the same connection: its offset covers every earlier write.
-        """
-        if not fence.active:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(family.FENCE_KEY, token, px=max(timeout_ms * 2, 60_000))
-        if fence.aof:
-            pipe.execute_command("WAITAOF", 1, 0, timeout_ms)  # type: ignore[no-untyped-call]
-        if fence.replicas:
-            pipe.execute_command("WAIT", fence.replicas, timeout_ms)  # type: ignore[no-untyped-call]
-        replies = pipe.execute()[1:]
-        got: list[str] = []
-        met = True
-        if fence.aof:
-            fsynced = int(replies.pop(0)[0]) >= 1
-            met = met and fsynced
-            got.append(f"local AOF {'fsynced' if fsynced else 'not fsynced'}")
-        if fence.replicas:
-            acked = int(replies.pop(0))
-            met = met and acked >= fence.replicas
-            got.append(f"{acked} replica(s)")
-        if not met:
-            raise FenceNotMet(fence.description, ", ".join(got), timeout_ms)
-
     def server_time(self) -> float:
         """Redis ``TIME`` as seconds since the epoch."""
         seconds, micros = self.client.time()
@@ -365,13 +456,19 @@ class RedisSide:
 
     # -- claim / release / restore --------------------------------------------------------
 
-    def cut(self, dates: Sequence[int], run_id: str) -> tuple[list[Cut], dict[int, DataError]]:
+    def cut(
+        self, dates: Sequence[int], run_id: str, floor: int = 0
+    ) -> tuple[list[Cut], dict[int, DataError]]:
         """Claim the dates (RENAMEs only, one round trip); returns the cuts and, per date
         left untouched because a key has the wrong type, its error.
 
         A new claim's id is ``{run_id}.{random}/{date}/{sequence}``, the sequence
         drawn inside the script: a resent call (a client retry after a lost answer)
-        cannot cut a second claim under an id the ledger has seen.
+        cannot cut a second claim under an id the ledger has seen. The script first
+        raises the sequence counter to ``floor`` (the highest sequence the database
+        has seen for this family, ``database.sequence_floor``), so a counter that a
+        restart from an old snapshot moved back still draws sequences above every
+        pruned ledger entry's watermark.
         """
         # Unique per call, not per run: one run may claim a date twice (its retry
         # pass), and the ledger must see two different claims then.
@@ -384,8 +481,10 @@ class RedisSide:
                 keys += family.live_keys(d) + family.claim_keys(d)
                 keys += [family.claim_id_key(d), family.claim_picked_key(d)]
             keys.append(family.CLAIM_SEQUENCE_KEY)
-            self.scripts.claim(keys=keys, args=[len(chunk), prefix, *chunk], client=pipe)
-        replies = [r for chunk in pipe.execute() for r in chunk]
+            self.scripts.claim(keys=keys, args=[len(chunk), prefix, floor, *chunk], client=pipe)
+        _probe(pipe)
+        calls, identity = _execute(pipe)
+        replies = [r for chunk in calls for r in chunk]
         cuts: list[Cut] = []
         invalid: dict[int, DataError] = {}
         for d, reply in zip(dates, replies, strict=True):
@@ -394,30 +493,40 @@ class RedisSide:
                 key, name, value, expected = (_text(x) for x in reply[1:5])
                 invalid[d] = DataError(key, name or None, value, expected)
             elif state == "empty":
-                cuts.append(Cut(d, state, ""))
+                cuts.append(Cut(d, state, "", owner=prefix, identity=identity))
             else:
-                cuts.append(Cut(d, state, _text(reply[1]), tuple(int(x) for x in reply[2:])))
+                lengths = tuple(int(x) for x in reply[2:])
+                cuts.append(Cut(d, state, _text(reply[1]), lengths, prefix, identity))
         return cuts, invalid
 
-    def read(self, cuts: Sequence[Cut]) -> list[DayCounts | DataError]:
+    def read(self, cuts: Sequence[Cut]) -> Reading:
         """Each cut's claim hashes, validated: its DayCounts, or the DataError that
-        names the first bad key and field. Bounded reads (see the module docstring)."""
+        names the first bad key and field. Bounded reads (see the module docstring).
+
+        Nothing here proves the read complete: a read that spanned two server
+        processes (an HSCAN cursor resumed on a restarted or promoted server skips
+        fields) shows as several ``identities``, and ``prove`` compares the fields
+        read with the claim hashes on the server about to be fenced.
+        """
         keys = [family.claim_keys(c.unix_date) for c in cuts]
         lengths = [c.lengths for c in cuts]
-        hashes = self._read_hashes(keys, lengths)
-        out: list[DayCounts | DataError] = []
+        hashes, identities = self._read_hashes(keys, lengths)
+        days: list[DayCounts | DataError] = []
         for i, cut in enumerate(cuts):
             try:
-                out.append(day_from_hashes(keys[i], hashes[i]) if cut.claim_id else DayCounts())
+                days.append(day_from_hashes(keys[i], hashes[i]) if cut.claim_id else DayCounts())
             except DataError as exc:
-                out.append(exc)
-        return out
+                days.append(exc)
+        read_lengths = [tuple(len(h) for h in group) for group in hashes]
+        return Reading(days, read_lengths, identities)
 
     def _read_hashes(
         self, keys: Sequence[Sequence[str]], lengths: Sequence[Sequence[int]]
-    ) -> list[list[dict[bytes, bytes]]]:
-        """HGETALL of every small hash in one round trip; HSCAN chunks for wide ones."""
+    ) -> tuple[list[list[dict[bytes, bytes]]], frozenset[str]]:
+        """HGETALL of every small hash in one round trip; HSCAN chunks for wide ones.
+        Also the identities of the servers that answered (one per round trip)."""
         out: list[list[dict[bytes, bytes]]] = [[{} for _ in group] for group in keys]
+        identities: set[str] = set()
         pipe = self.client.pipeline(transaction=False)
         small: list[tuple[int, int]] = []
         for i, (group, sizes) in enumerate(zip(keys, lengths, strict=True)):
@@ -425,12 +534,18 @@ class RedisSide:
                 if 0 < size <= READ_CHUNK:
                     pipe.hgetall(key)
                     small.append((i, j))
-        for (i, j), reply in zip(small, pipe.execute() if small else [], strict=True):
-            out[i][j] = reply
+        if small:
+            _probe(pipe)
+            replies, identity = _execute(pipe)
+            identities.add(identity)
+            for (i, j), reply in zip(small, replies, strict=True):
+                out[i][j] = reply
         # Wide hashes: HSCAN chunks of SCAN_CHUNK fields, SCAN_PIPELINE keys' next
         # chunks per round trip (Redis runs one client's pipeline back to back, so
         # this bounds how long other clients wait). A claim hash no longer changes:
-        # HSCAN returns each field at least once (a duplicate has the same value).
+        # HSCAN returns each field at least once (a duplicate has the same value) -
+        # on one server process; a cursor resumed on another skips fields, which
+        # the identities and the proof's field count catch.
         wide = [
             (i, j, key)
             for i, (group, sizes) in enumerate(zip(keys, lengths, strict=True))
@@ -443,19 +558,22 @@ class RedisSide:
             pipe = self.client.pipeline(transaction=False)
             for i, j, key in step:
                 pipe.hscan(key, cursors[i, j], count=SCAN_CHUNK)
-            for (i, j, key), (cursor, fields) in zip(step, pipe.execute(), strict=True):
+            _probe(pipe)
+            replies, identity = _execute(pipe)
+            identities.add(identity)
+            for (i, j, key), (cursor, fields) in zip(step, replies, strict=True):
                 out[i][j].update(fields)
                 cursors[i, j] = int(cursor)
                 if not cursor:
                     wide.remove((i, j, key))
-        return out
+        return out, frozenset(identities)
 
     def claim(self, dates: Sequence[int], run_id: str) -> tuple[list[Claim], DataError | None]:
         """Claim and read the dates; returns the claims and the first date's error.
 
         A date whose key has the wrong type is left untouched; a date claimed but
-        unparsable is given back whole (no run can have committed it). Either way
-        the batch's other dates go on.
+        unparsable is given back whole (unless another run picked it up since).
+        Either way the batch's other dates go on.
         """
         cuts, errors = self.cut(dates, run_id)
         claims = self.take(cuts, errors)
@@ -465,18 +583,28 @@ class RedisSide:
     def take(self, cuts: Sequence[Cut], errors: dict[int, DataError]) -> list[Claim]:
         """Read the cuts; the unparsable ones are given back and their errors added."""
         claims: list[Claim] = []
-        for cut, day in zip(cuts, self.read(cuts), strict=True):
+        reading = self.read(cuts)
+        for cut, day, lengths in zip(cuts, reading.days, reading.lengths, strict=True):
             if isinstance(day, DataError):
                 errors[cut.unix_date] = self.give_back_unparsable(cut, day)
             else:
-                claims.append(Claim(cut.unix_date, cut.state, cut.claim_id, day))
+                sources = reading.identities | {cut.identity}
+                claims.append(
+                    Claim(cut.unix_date, cut.state, cut.claim_id, day, cut.owner, lengths, sources)
+                )
         return claims
 
     def give_back_unparsable(self, cut: Cut, exc: DataError) -> DataError:
-        """Give back a claim no run can parse (so none can have committed it), whole;
-        the error to report, naming the live key where the bad value now is."""
+        """Give back a claim no run can parse, whole; the error to report, naming the live
+        key where the bad value now is.
+
+        No run can have committed it (a commit needs a complete, proven read, which
+        would have met the same value). Like every give-back it honours the pick-up
+        marker: a claim another run picked up since is left to that run, which may
+        be reading it.
+        """
         d = cut.unix_date
-        outcome = self.restore(Claim(d, cut.state, cut.claim_id, DayCounts()), "unparsable")
+        outcome = self.restore(Claim(d, cut.state, cut.claim_id, DayCounts(), cut.owner))
         if outcome == "restored":  # name the live key, where the value now is
             live = dict(zip(family.claim_keys(d), family.live_keys(d), strict=True))
             return DataError(
@@ -494,6 +622,55 @@ class RedisSide:
             f"it could not be given back to the live keys ({outcome}); it stays claimed "
             f"under {family.claim_id_key(d)}",
         )
+
+    def prove(self, claims: Sequence[Claim], fence: Fence, token: str, timeout_ms: int) -> Proof:
+        """Prove that the server about to be fenced holds these claims as they were read,
+        then fence: one pipeline, so one connection and one server process.
+
+        Per claim, ``prove.lua`` compares the claim id and the length of each claim
+        hash with what was read (O(1) per key; ``PROOF_DATES_PER_CALL`` dates per
+        call) and writes the fence key; ``WAIT`` / ``WAITAOF`` follow on the same
+        connection, so the fence covers the proven claims on that very server.
+        Having replicas proves nothing by itself: after a failover behind one
+        address, a promoted replica that never got a claim has its counts in its
+        live keys, and committing the claim would count them twice.
+
+        Raises FenceNotMet when the fence is not met in ``timeout_ms``.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        ttl = max(timeout_ms * 2, 60_000)
+        calls = 0
+        for start in range(0, len(claims), PROOF_DATES_PER_CALL):
+            chunk = claims[start : start + PROOF_DATES_PER_CALL]
+            keys: list[str] = []
+            args: list[str | int] = [len(chunk), token, ttl]
+            for claim in chunk:
+                hashes = family.claim_keys(claim.unix_date)
+                keys += [family.claim_id_key(claim.unix_date), *hashes]
+                lengths = claim.lengths or (0,) * len(hashes)
+                args += [claim.claim_id, len(hashes), *lengths]
+            keys.append(family.FENCE_KEY)
+            self.scripts.prove(keys=keys, args=args, client=pipe)
+            calls += 1
+        if not calls:  # nothing to prove: still fence every write so far
+            pipe.set(family.FENCE_KEY, token, px=ttl)
+        if fence.aof:
+            pipe.execute_command("WAITAOF", 1, 0, timeout_ms)  # type: ignore[no-untyped-call]
+        if fence.replicas:
+            pipe.execute_command("WAIT", fence.replicas, timeout_ms)  # type: ignore[no-untyped-call]
+        _probe(pipe)
+        replies, identity = _execute(pipe)
+        verdicts = [v for reply in replies[:calls] for v in reply]
+        missing: dict[int, str] = {}
+        incomplete: set[int] = set()
+        for claim, verdict in zip(claims, verdicts, strict=True):
+            code = int(verdict[0])
+            if code == 0:
+                missing[claim.unix_date] = _text(verdict[1])
+            elif code == 2:
+                incomplete.add(claim.unix_date)
+        _check_fence(fence, replies[calls if calls else 1 :], timeout_ms)
+        return Proof(identity, missing, frozenset(incomplete))
 
     def release(self, dates: Sequence[int], claim_ids: Sequence[str]) -> tuple[list[bool], str]:
         """Delete committed claims and advance earliest; returns (released, earliest after).
@@ -519,11 +696,11 @@ class RedisSide:
             earliest = _text(after)
         return released, earliest
 
-    def restore(self, claim: Claim | Cut, mode: str = "strict") -> str:
+    def restore(self, claim: Claim | Cut) -> str:
         """Give a claim back to the live keys (adding counts), in bounded steps.
 
-        ``mode`` "strict": refused once another run picked the claim up (it may be
-        committing it); "unparsable": given back anyway (no run can commit it).
+        Refused once another run picked the claim up (the pick-up marker is set and
+        is not ``claim.owner``): that run may be reading or committing it.
         Returns "restored", "changed" (not the expected claim any more), "picked up
         by another run", or why a value made a step refuse. Each step moves fields
         whole (give_back.lua): however it ends, every count is in exactly one place.
@@ -537,7 +714,7 @@ class RedisSide:
             family.claim_picked_key(d),
         ]
         while True:
-            args: list[str | int] = [claim.claim_id, d, mode, GIVE_BACK_BUDGET]
+            args: list[str | int] = [claim.claim_id, d, claim.owner, GIVE_BACK_BUDGET]
             reply = self.scripts.give_back(keys=keys, args=args)
             code = int(reply[0])
             if code == 2:
@@ -575,7 +752,7 @@ class RedisSide:
             keys.append(names)
             lengths.append([int(x) for x in chunk[1:-1:2]])
             pending.append(bool(chunk[-1]))
-        hashes = self._read_hashes(keys, lengths)
+        hashes, _ = self._read_hashes(keys, lengths)
         out: list[tuple[DayCounts, DayCounts | None]] = []
         for d, found, has_claim in zip(dates, hashes, pending, strict=True):
             n = family.KEYS_PER_DATE

@@ -1,4 +1,4 @@
-"""The walk: plan -> (per batch) claim -> check -> commit -> release.
+"""The walk: plan -> (per batch) claim -> read -> check -> prove and fence -> commit -> release.
 
 Why nothing is lost or counted twice (DESIGN §6):
 
@@ -7,6 +7,15 @@ Why nothing is lost or counted twice (DESIGN §6):
 * A claim is added to its row in the same transaction that records its id in
   the ledger, and only if the id is not there yet (``database``). Re-running,
   resending or overlapping commits of one claim therefore add it once.
+* Before the commit, the server about to be fenced proves that it holds each
+  claim as it was read - same claim id, every claim hash as long as the fields
+  read - and the fence runs on that same connection (``RedisSide.prove``). A
+  claim that server lacks (a failover behind one address lost it; its counts
+  are in that server's live keys) is not committed; a read that was incomplete
+  or came from another server process is read again.
+* A claim whose sequence is at or below its date's watermark (ledger entries
+  pruned up to there) and whose id the ledger lacks is never committed: it is
+  reported, and its keys stay (``_watermarked``).
 * Claim keys are deleted only after that commit, and only if the claim id is
   still the one committed (``release.lua``); a crash between commit and release
   leaves the claim for the next run, which finds it in the ledger and just
@@ -19,21 +28,31 @@ The lock only saves work; correctness does not depend on it.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 
 from . import family
-from .database import DateCommit, Store, StoredRow, overflow, require_migrated
+from .database import (
+    SELECT_LEDGER_IDS,
+    SELECT_WATERMARKS,
+    DateCommit,
+    Store,
+    StoredRow,
+    overflow,
+    require_migrated,
+    sequence_floor,
+)
 from .dates import iso, last_stable, today
-from .errors import ClockSkew, ConfigError, DataError, LockHeld, RotateStatsError
+from .errors import ClockSkew, ConfigError, DataError, LockHeld, ReadNotProven, RotateStatsError
 from .health import STALE_AFTER_DAYS, stale_newest_row, with_repair_hint
 from .invariants import DayCounts, Finding, check_day
-from .redis_side import Claim, Cut, Fence, RedisSide
+from .redis_side import Claim, Cut, Fence, Proof, RedisSide, refuse_replica
 from .report import DateOutcome, DateState, ExitCode, RotationReport
 
 log = logging.getLogger("rotate_stats")
@@ -148,6 +167,8 @@ def rotate(
     run_id = run_id or uuid.uuid4().hex
     report = RotationReport(run_id, started_at=now, dry_run=options.dry_run, strict=options.strict)
     require_migrated(store)
+    if not options.dry_run:
+        refuse_replica(side)
     eviction = _eviction_note(side, options.allow_eviction)
     if eviction:
         report.notes.append(eviction)
@@ -201,6 +222,7 @@ def _walk(
         raise LockHeld(family.LOCK_KEY, holder, ttl)
     bad: list[DataError] = []  # dates left in Redis with bad data; the walk goes on
     try:
+        walk = _Walk(side, store, options, report, fence, *sequence_floor(store))
         for start in range(0, len(dates), options.batch_size):
             if not side.refresh_lock(run_id, options.lock_ttl_ms):
                 done = len(report.outcomes)
@@ -220,13 +242,12 @@ def _walk(
                 extra={"first_date": iso(batch[0]), "last_date": iso(batch[-1])},
             )
             try:
-                proceed, picked_up = _rotate_batch(side, store, batch, options, report, fence)
-                if proceed and picked_up:
-                    # writes that landed while an earlier run's claim was pending are in
-                    # fresh live keys: claim them now, so one run finishes the batch
-                    proceed, _ = _rotate_batch(
-                        side, store, batch, options, report, fence, retry=True
-                    )
+                proceed, again = _rotate_batch(walk, batch)
+                if proceed and again:
+                    # writes that landed while an earlier run's claim was pending, or
+                    # counts whose claim a failed-over Redis lost, are in live keys:
+                    # claim them now, so one run finishes the batch
+                    proceed, _ = _rotate_batch(walk, batch, retry=True)
             except DataError as exc:  # a bad date stays in Redis; `earliest` stays there
                 bad.append(exc)
                 log.error("%s", exc)
@@ -329,27 +350,40 @@ def _nothing_to_do(earliest: int | None, now: float) -> str:
     )
 
 
-def _rotate_batch(
-    side: RedisSide,
-    store: Store,
-    batch: list[int],
-    options: RotateOptions,
-    report: RotationReport,
-    fence: Fence,
-    retry: bool = False,
-) -> tuple[bool, bool]:
-    """One batch; returns (go on, picked up an earlier run's claim).
+@dataclass
+class _Walk:
+    """What every batch of one walk shares."""
+
+    side: RedisSide
+    store: Store
+    options: RotateOptions
+    report: RotationReport
+    fence: Fence
+    floor: int
+    """The highest claim sequence the database knows (claim.lua's floor)."""
+    watermarked: bool
+    """The family had watermarks when the walk started (else ``_watermarked`` is skipped:
+    the commit's own guard still refuses a claim a racing prune covered)."""
+
+
+def _rotate_batch(walk: _Walk, batch: list[int], retry: bool = False) -> tuple[bool, bool]:
+    """One batch; returns (go on, run the batch again).
 
     The batch's dates are claimed in one round trip (RENAMEs), then read,
-    checked, committed and released in groups of at most ``max_fields``
+    checked, proven, committed and released in groups of at most ``max_fields``
     breakdown fields (a group holds at least one date), so memory and the size
     of one database request stay bounded whatever the width of a day.
+
+    The batch is run again when it picked up an earlier run's claim (writes
+    that landed meanwhile are in fresh live keys) or when a claim vanished from
+    Redis before its commit (a failover: its counts are in the live keys).
 
     A date that cannot be claimed or parsed is left in (or given back to) Redis
     and the batch's other dates go on; its DataError is raised at the end, after
     the dates before it were committed.
     """
-    cuts, errors = side.cut(batch, report.run_id)
+    side, options = walk.side, walk.options
+    cuts, errors = side.cut(batch, walk.report.run_id, walk.floor)
     log.debug(
         "claims cut: %d new, %d left by an earlier run, %d without keys, %d bad",
         sum(c.state == "claimed" for c in cuts),
@@ -359,19 +393,221 @@ def _rotate_batch(
     )
     state = _BatchState(batch)
     rest = list(cuts)
-    go_on, picked_up = True, False
+    go_on, again = True, False
     while rest and go_on:
         group = _take_group(rest, options.max_fields)
         rest = rest[len(group) :]
-        claims = side.take(group, errors)
-        go_on, group_picked_up = _rotate_group(
-            side, store, claims, options, report, fence, retry, state, errors
-        )
-        picked_up = picked_up or group_picked_up
+        go_on, group_again = _rotate_group(walk, group, retry, state, errors)
+        again = again or group_again
     _give_back(side, rest)  # after a stop: the fresh claims not reached
     if errors:
         raise errors[min(errors)]
-    return go_on, picked_up
+    return go_on, again
+
+
+MAX_PROOF_ROUNDS = 3
+"""Reads of a group before its proof may fail for good (a Redis that keeps restarting)."""
+
+
+@dataclass
+class _Decision:
+    """What a group's claims would do, before anything is changed."""
+
+    existing: dict[int, StoredRow]
+    findings: dict[int, list[Finding]]
+    committed: list[Claim]
+    give_back: list[Claim]
+    """Strict mode: the claims from the first one with findings on."""
+    unmergeable: list[tuple[Claim, DataError]]
+
+
+def _decide(store: Store, claims: list[Claim], options: RotateOptions) -> _Decision:
+    existing = _rows_by_date(store, [c.unix_date for c in claims])
+    prospective = {c.unix_date: _prospective(c, existing.get(c.unix_date)) for c in claims}
+    usable: list[Claim] = []
+    unmergeable: list[tuple[Claim, DataError]] = []
+    for claim in claims:
+        blocker = _unmergeable(claim, existing.get(claim.unix_date), prospective[claim.unix_date])
+        if blocker is None:
+            usable.append(claim)
+        else:  # this date goes back to Redis (a fresh claim) or stays pending; others go on
+            unmergeable.append((claim, blocker))
+    findings = {d: check_day(d, day) if day is not None else [] for d, day in prospective.items()}
+    keep = len(usable)
+    if options.strict:
+        # A pending claim may already be in the ledger: giving it back to the live
+        # keys would count it twice, so strict mode stops only at fresh claims.
+        keep = next(
+            (i for i, c in enumerate(usable) if c.state != "pending" and findings[c.unix_date]),
+            len(usable),
+        )
+    return _Decision(existing, findings, usable[:keep], usable[keep:], unmergeable)
+
+
+def _prove(walk: _Walk, cuts: list[Cut], errors: dict[int, DataError]) -> tuple[_Decision, Proof]:
+    """Read, decide and prove the group until the server about to be fenced holds every
+    claim to commit exactly as read; then the fence has been met on that server.
+
+    A read that was incomplete (fields read differ from the claim hash's length)
+    or that came from another server than the proof's (a restart or failover
+    between the claim and the proof: every claim is read and proven again) is
+    read again, at most ``MAX_PROOF_ROUNDS`` times. Raises FenceNotMet, or
+    ReadNotProven when the rounds run out: nothing of the group is committed and
+    its claims stay pending for the next run.
+    """
+    side, report, options = walk.side, walk.report, walk.options
+    claims = side.take(cuts, errors)
+    by_date = {c.unix_date: c for c in cuts}
+    for _ in range(MAX_PROOF_ROUNDS):
+        decision = _decide(walk.store, claims, options)
+        to_prove = [c for c in decision.committed if c.claim_id]
+        if not to_prove:
+            return decision, Proof("", {}, frozenset())
+        proof = side.prove(to_prove, walk.fence, report.run_id, options.fence_timeout_ms)
+        stale = sorted(
+            c.unix_date
+            for c in to_prove
+            if c.unix_date not in proof.missing
+            and (c.unix_date in proof.incomplete or c.sources != {proof.identity})
+        )
+        if not stale:
+            return decision, proof
+        log.warning(
+            "%d claim(s) read incompletely or from another Redis server (restart or failover "
+            "during the run): reading them again",
+            len(stale),
+            extra={"dates": [iso(d) for d in stale]},
+        )
+        # the proof showed that server holds these claim ids: read them there
+        again = side.take([replace(by_date[d], identity=proof.identity) for d in stale], errors)
+        fresh = {c.unix_date: c for c in again}
+        claims = [fresh.get(c.unix_date, c) for c in claims if c.unix_date not in errors]
+    raise ReadNotProven([iso(c.unix_date) for c in to_prove], MAX_PROOF_ROUNDS)
+
+
+def _rotate_group(
+    walk: _Walk,
+    cuts: list[Cut],
+    retry: bool,
+    state: _BatchState,
+    errors: dict[int, DataError],
+) -> tuple[bool, bool]:
+    """Read, check, prove, commit and release one group; returns (go on, run again)."""
+    side, store, options, report = walk.side, walk.store, walk.options, walk.report
+    decision, proof = _prove(walk, cuts, errors)
+    for claim, blocker in decision.unmergeable:
+        errors[claim.unix_date] = blocker
+        _give_back(side, [claim])
+    vanished = [c for c in decision.committed if c.unix_date in proof.missing]
+    for claim in vanished:
+        found = proof.missing[claim.unix_date]
+        note = (
+            f"{iso(claim.unix_date)}: claim {claim.claim_id} is no longer in Redis "
+            f"({'claim ' + found + ' instead' if found else 'no claim there'}): "
+            "not committed. Another run finished it, or Redis failed over or restarted and "
+            "lost it (its counts are then back in the live keys for the next run)"
+        )
+        report.notes.append(note)
+        log.warning("%s", note)
+    committed = [c for c in decision.committed if c.unix_date not in proof.missing]
+    for d, error in _watermarked(walk, committed).items():
+        errors[d] = error
+        log.error("%s", error)
+    committed = [c for c in committed if c.unix_date not in errors]
+    findings, existing = decision.findings, decision.existing
+    retrieved_at = time.time()
+    if committed:
+        items = [DateCommit(c.unix_date, c.claim_id, c.day) for c in committed]
+        # One transaction per slice: each date's merge and ledger entry stay together,
+        # and a crash between slices leaves claims the ledger recognises next run.
+        results = [
+            result
+            for part in _slices_by_bytes(items, options.max_commit_bytes)
+            for result in store.commit(part, retrieved_at)
+        ]
+        log.debug(
+            "commit done: %d date(s) %s..%s, %d claim(s) applied",
+            len(items),
+            iso(items[0].unix_date),
+            iso(items[-1].unix_date),
+            sum(r.claim_applied for r in results),
+        )
+        end = state.batch.index(committed[-1].unix_date) + 1
+        span = state.batch[state.span_start : end]
+        state.span_start = end
+        ids = {c.unix_date: c.claim_id for c in committed}
+        flags, report.earliest_after = side.release(span, [ids.get(d, "") for d in span])
+        by_date = dict(zip(span, flags, strict=True))
+        released = [by_date[c.unix_date] for c in committed]
+        for claim, result, was_released in zip(committed, results, released, strict=True):
+            # a resent request's first attempt applied it: inserted when no row was read before
+            created = result.row_created or (result.resent and claim.unix_date not in existing)
+            outcome = _outcome(claim, created, result.claim_applied, existing, findings)
+            if claim.claim_id and not was_released:
+                outcome = _with_detail(outcome, "claim changed before release; left for next run")
+            if retry and not claim.claim_id:
+                continue  # the first pass already reported this date
+            _log_outcome(outcome)
+            report.outcomes.append(outcome)
+    _give_back(side, decision.give_back)
+    go_on = True
+    if decision.give_back:
+        first = decision.give_back[0]
+        outcome = DateOutcome(
+            first.unix_date,
+            DateState.STOPPED,
+            first.day,
+            tuple(findings[first.unix_date]),
+            first.claim_id,
+            "strict: invariant violations; left in Redis",
+        )
+        _log_outcome(outcome)
+        report.outcomes.append(outcome)
+        go_on = False
+    again = any(c.state == "pending" for c in committed) or any(
+        c.state == "claimed" for c in vanished
+    )
+    return go_on, again
+
+
+def _watermarked(walk: _Walk, claims: Sequence[Claim]) -> dict[int, DataError]:
+    """Claims the ledger may have forgotten: sequence at or below their date's watermark,
+    id not in the ledger. Either an applied claim whose entry prune-ledger removed (a
+    slow run, or Redis restored from an old snapshot, brought it back), or a new claim
+    drawn while Redis's sequence counter stood below the watermark. The job cannot tell
+    which, so it commits nothing for such a date and leaves its keys (docs/OPERATIONS.md,
+    "A claim below its date's watermark")."""
+    with_ids = [c for c in claims if c.claim_id]
+    if not with_ids or not walk.watermarked:
+        return {}
+    first, last = iso(with_ids[0].unix_date), iso(with_ids[-1].unix_date)
+    found = walk.store.read(SELECT_WATERMARKS, (family.NAME, first, last))
+    marks = {str(d): int(m) for d, m in found}
+    suspects = []
+    for claim in with_ids:
+        mark = marks.get(iso(claim.unix_date))
+        sequence = family.claim_sequence(claim.claim_id)
+        if mark is not None and (sequence is None or sequence <= mark):
+            suspects.append((claim, mark))
+    if not suspects:
+        return {}
+    ids = json.dumps([c.claim_id for c, _ in suspects])
+    applied = {str(r[0]) for r in walk.store.read(SELECT_LEDGER_IDS, (ids,))}
+    return {
+        claim.unix_date: DataError(
+            family.claim_id_key(claim.unix_date),
+            None,
+            claim.claim_id,
+            f"a claim sequence above {mark}, the watermark of {iso(claim.unix_date)} in "
+            f"{family.WATERMARKS_TABLE}, or a claim id in the ledger",
+            "prune-ledger removed this date's ledger entries up to that sequence: the claim is "
+            "either one of them, already applied, or new and drawn while Redis's claim counter "
+            "stood too low. Nothing was committed and its keys stay; see docs/OPERATIONS.md, "
+            "'A claim below its date's watermark'",
+        )
+        for claim, mark in suspects
+        if claim.claim_id not in applied
+    }
 
 
 def _take_group(cuts: Sequence[Cut], max_fields: int) -> list[Cut]:
@@ -418,97 +654,6 @@ class _BatchState:
 
     batch: list[int]
     span_start: int = 0
-
-
-def _rotate_group(
-    side: RedisSide,
-    store: Store,
-    claims: list[Claim],
-    options: RotateOptions,
-    report: RotationReport,
-    fence: Fence,
-    retry: bool,
-    state: _BatchState,
-    errors: dict[int, DataError],
-) -> tuple[bool, bool]:
-    """Check, commit and release one group of claims; returns (go on, picked up)."""
-    if not claims:
-        return True, False
-    existing = _rows_by_date(store, [c.unix_date for c in claims])
-    prospective = {c.unix_date: _prospective(c, existing.get(c.unix_date)) for c in claims}
-    go_on = True
-    usable: list[Claim] = []
-    for claim in claims:
-        blocker = _unmergeable(claim, existing.get(claim.unix_date), prospective[claim.unix_date])
-        if blocker is None:
-            usable.append(claim)
-        else:  # this date goes back to Redis (a fresh claim) or stays pending; others go on
-            errors[claim.unix_date] = blocker
-            _give_back(side, [claim])
-    claims = usable
-    findings = {d: check_day(d, day) if day is not None else [] for d, day in prospective.items()}
-
-    keep = len(claims)
-    if options.strict:
-        # A pending claim may already be in the ledger: giving it back to the live
-        # keys would count it twice, so strict mode stops only at fresh claims.
-        keep = next(
-            (i for i, c in enumerate(claims) if c.state != "pending" and findings[c.unix_date]),
-            len(claims),
-        )
-    committed, give_back = claims[:keep], claims[keep:]
-    retrieved_at = time.time()
-    if committed:
-        if any(c.claim_id for c in committed):  # Redis must not forget a claim we commit
-            side.fence(fence, report.run_id, options.fence_timeout_ms)
-        items = [DateCommit(c.unix_date, c.claim_id, c.day) for c in committed]
-        # One transaction per slice: each date's merge and ledger entry stay together,
-        # and a crash between slices leaves claims the ledger recognises next run.
-        results = [
-            result
-            for part in _slices_by_bytes(items, options.max_commit_bytes)
-            for result in store.commit(part, retrieved_at)
-        ]
-        log.debug(
-            "commit done: %d date(s) %s..%s, %d claim(s) applied",
-            len(items),
-            iso(items[0].unix_date),
-            iso(items[-1].unix_date),
-            sum(r.claim_applied for r in results),
-        )
-        end = state.batch.index(committed[-1].unix_date) + 1
-        span = state.batch[state.span_start : end]
-        state.span_start = end
-        ids = {c.unix_date: c.claim_id for c in committed}
-        flags, report.earliest_after = side.release(span, [ids.get(d, "") for d in span])
-        by_date = dict(zip(span, flags, strict=True))
-        released = [by_date[c.unix_date] for c in committed]
-        for claim, result, was_released in zip(committed, results, released, strict=True):
-            # a resent request's first attempt applied it: inserted when no row was read before
-            created = result.row_created or (result.resent and claim.unix_date not in existing)
-            outcome = _outcome(claim, created, result.claim_applied, existing, findings)
-            if claim.claim_id and not was_released:
-                outcome = _with_detail(outcome, "claim changed before release; left for next run")
-            if retry and not claim.claim_id:
-                continue  # the first pass already reported this date
-            _log_outcome(outcome)
-            report.outcomes.append(outcome)
-    _give_back(side, give_back)
-    if give_back:
-        first = give_back[0]
-        outcome = DateOutcome(
-            first.unix_date,
-            DateState.STOPPED,
-            first.day,
-            tuple(findings[first.unix_date]),
-            first.claim_id,
-            "strict: invariant violations; left in Redis",
-        )
-        _log_outcome(outcome)
-        report.outcomes.append(outcome)
-        go_on = False
-    picked_up = any(c.state == "pending" for c in committed)
-    return go_on, picked_up
 
 
 def _give_back(side: RedisSide, claims: Sequence[Claim | Cut]) -> None:

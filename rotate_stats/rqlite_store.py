@@ -370,6 +370,9 @@ class RqliteStore:
     def execute(self, sql: str, params: tuple[object, ...] = ()) -> int:
         return self._transaction([(sql, params)])[0]
 
+    def transaction(self, statements: Sequence[Statement]) -> list[int]:
+        return self._transaction(statements)
+
     def apply_migration(self, migration: Migration) -> None:
         try:
             self._transaction(migration_statements(migration))

@@ -98,6 +98,10 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
         "seconds a claim may sit untouched with no run holding the lock before status "
         "calls it stuck (3600)",
     ),
+    "ROTATE_STATS_PRUNE_MIN_AGE": (
+        "prune_min_age",
+        "days: prune-ledger keeps ledger entries applied more recently than this (7)",
+    ),
     "ROTATE_STATS_STRICT": ("strict", "1 to stop before a date that violates an invariant"),
     "ROTATE_STATS_LOG_LEVEL": ("log_level", "DEBUG, INFO, WARNING or ERROR (INFO)"),
     "ROTATE_STATS_LOG_FORMAT": (
@@ -152,6 +156,7 @@ class Settings:
     stale_after_days: int = 2
     alert_backlog_days: int = 2
     stuck_claim_after: float = 3600.0
+    prune_min_age: float = 7.0
     strict: bool = False
     log_level: str = "INFO"
     log_format: str = "text"
@@ -190,6 +195,7 @@ class Settings:
             ("stale_after_days", 0 <= self.stale_after_days <= 3660, "days from 0 to 3660"),
             ("alert_backlog_days", 0 <= self.alert_backlog_days <= 3660, "days from 0 to 3660"),
             ("stuck_claim_after", 0 <= self.stuck_claim_after <= 864000, "seconds, 0 to 864000"),
+            ("prune_min_age", 0 <= self.prune_min_age <= 36600, "days from 0 to 36600"),
             ("log_format", self.log_format in _LOG_FORMATS, "text or json"),
             (
                 "rqlite_ca_file",

@@ -336,7 +336,7 @@ def test_a_resent_claim_call_never_reuses_a_claim_id(
     keys: list[str] = []
     keys += family.live_keys(D) + family.claim_keys(D)
     keys += [family.claim_id_key(D), family.claim_picked_key(D), family.CLAIM_SEQUENCE_KEY]
-    args = [1, "run-a.0123456789abcdef", D]
+    args = [1, "run-a.0123456789abcdef", 0, D]  # n, prefix, sequence floor, dates
     side.scripts.claim(keys=keys, args=args)  # A's call: applied, answer lost
     report = rotate(redis_client, store, RotateOptions(first=D), now=NOW)  # B
     assert report.error is None and not redis_client.exists(family.claim_id_key(D))
@@ -345,7 +345,7 @@ def test_a_resent_claim_call_never_reuses_a_claim_id(
     second_id = resent[1].decode()
     (outcome,) = report.outcomes
     assert second_id != outcome.claim_id  # a new claim, under a new id
-    (day,) = side.read([Cut(D, "claimed", second_id, tuple(resent[2:]))])
+    (day,) = side.read([Cut(D, "claimed", second_id, tuple(resent[2:]))]).days
     assert isinstance(day, DayCounts) and day.count("completed") == 1
     (result,) = store.commit([DateCommit(D, second_id, day)], 1.0)
     assert result.claim_applied  # the ledger does not mistake it for the first

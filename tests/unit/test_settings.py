@@ -62,6 +62,7 @@ def test_every_known_variable_is_read() -> None:
         "ROTATE_STATS_STALE_AFTER_DAYS": "5",
         "ROTATE_STATS_ALERT_BACKLOG_DAYS": "4",
         "ROTATE_STATS_STUCK_CLAIM_AFTER": "600",
+        "ROTATE_STATS_PRUNE_MIN_AGE": "0.5",
         "ROTATE_STATS_LOG_FORMAT": "JSON",
     }
     assert set(env) == set(ENVIRONMENT) - set(FILE_VARIABLES)
@@ -83,6 +84,7 @@ def test_every_known_variable_is_read() -> None:
     assert (s.stale_after_days, s.alert_backlog_days, s.stuck_claim_after) == (5, 4, 600)
     assert s.redis_fence == "replicas:2" and s.redis_fence_timeout == 2.5
     assert s.log_format == "json"
+    assert s.prune_min_age == 0.5
 
 
 def test_missing_ca_file_is_a_config_error() -> None:
