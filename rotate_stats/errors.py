@@ -242,6 +242,13 @@ class DataError(RotateStatsError):
         super().__init__(message)
 
 
+class ClaimBelowWatermark(DataError):
+    """A claim whose sequence is at or below its date's watermark, unknown to the ledger:
+    applied long ago (its entry pruned) or new, the job cannot tell; nothing committed
+    for its date, its keys left (docs/OPERATIONS.md, "A claim below its date's
+    watermark"). Not a bad value: no ``redis-cli`` repair applies."""
+
+
 class LockHeld(RotateStatsError):
     """Another run holds the rotation lock; this run did nothing."""
 

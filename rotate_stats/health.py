@@ -13,7 +13,7 @@ from typing import Any
 from . import family
 from .database import Store
 from .dates import iso, last_stable
-from .errors import DataError
+from .errors import ClaimBelowWatermark, DataError
 
 STALE_AFTER_DAYS = 2
 """Default of ``ROTATE_STATS_STALE_AFTER_DAYS``: the newest row may lag the last stable
@@ -104,7 +104,7 @@ def repair_hint(exc: DataError, client: Any) -> str:
     """The commands that inspect and repair the bad value ``exc`` names, then rotate its
     date; "" when ``exc`` is not about a stats key in Redis."""
     d = family.date_of_key(exc.key)
-    if d is None:
+    if d is None or isinstance(exc, ClaimBelowWatermark):  # its message says what to do
         return ""
     cli = redis_cli(client)
     key = shlex.quote(exc.key)

@@ -49,7 +49,15 @@ from .database import (
     sequence_floor,
 )
 from .dates import iso, last_stable, today
-from .errors import ClockSkew, ConfigError, DataError, LockHeld, ReadNotProven, RotateStatsError
+from .errors import (
+    ClaimBelowWatermark,
+    ClockSkew,
+    ConfigError,
+    DataError,
+    LockHeld,
+    ReadNotProven,
+    RotateStatsError,
+)
 from .health import STALE_AFTER_DAYS, stale_newest_row, with_repair_hint
 from .invariants import DayCounts, Finding, check_day
 from .redis_side import Claim, Cut, Fence, Proof, RedisSide, refuse_replica
@@ -594,7 +602,7 @@ def _watermarked(walk: _Walk, claims: Sequence[Claim]) -> dict[int, DataError]:
     ids = json.dumps([c.claim_id for c, _ in suspects])
     applied = {str(r[0]) for r in walk.store.read(SELECT_LEDGER_IDS, (ids,))}
     return {
-        claim.unix_date: DataError(
+        claim.unix_date: ClaimBelowWatermark(
             family.claim_id_key(claim.unix_date),
             None,
             claim.claim_id,
