@@ -32,7 +32,14 @@
 
 local n = tonumber(ARGV[1])
 local prefix = ARGV[2]
-local floor = tonumber(ARGV[3])
+local floor = ARGV[3]
+
+-- a < b for canonical non-negative decimal strings, compared as text: Lua numbers
+-- are doubles, exact only to 2^53 and printed as 1e+17 from there
+local function less(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
 
 local function lengths(base)
   local reply = {}
@@ -89,9 +96,10 @@ for i = 1, n do
       end
       if any then
         local counter = KEYS[16 * n + 1]
-        local current = tonumber(redis.call('GET', counter) or '0')
-        if current ~= nil and current < floor then redis.call('SET', counter, floor) end
-        local id = prefix .. '/' .. date .. '/' .. redis.call('INCR', KEYS[16 * n + 1])
+        if less(redis.call('GET', counter) or '0', floor) then redis.call('SET', counter, floor) end
+        redis.call('INCR', counter)
+        -- the counter read back as text: its digits in full, whatever its size
+        local id = prefix .. '/' .. date .. '/' .. redis.call('GET', counter)
         redis.call('SET', id_key, id)
         redis.call('DEL', picked)
         reply = {'claimed', id}

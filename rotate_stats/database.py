@@ -317,7 +317,16 @@ def sequence_floor(store: Store) -> tuple[int, bool]:
     )
     ledger, marks = rows[0] if rows else (None, None)
     values = [int(v) for v in (ledger, marks) if v is not None]
-    return max(values, default=0), marks is not None
+    floor = max(values, default=0)
+    if not 0 <= floor < 2**62:  # room left for the counter to count on
+        raise DataError(
+            f"{family.CLAIMS_TABLE} / {family.WATERMARKS_TABLE} in {store.description}",
+            "sequence",
+            floor,
+            "claim sequences from 0 to 2^62 (claim.lua draws the next one above the highest)",
+            "a hand-edited sequence? repair it; nothing was claimed",
+        )
+    return floor, marks is not None
 
 
 def commit_statements(item: DateCommit, iso_date: str, retrieved_at: float) -> list[Statement]:
