@@ -12,11 +12,12 @@ an in-memory SQLite over the same ids.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from rotate_stats import family
@@ -65,6 +66,7 @@ JUNK = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
 PREFIX = st.text(JUNK, max_size=12) | st.sampled_from(["", "run.0123abcd", "a/b", "/", "x/20000"])
 DIGITS = st.text("0123456789", max_size=18)
 """At most 18 digits: every integer this long fits in 64 bits (see the last test)."""
+LONG = re.compile(r"/[0-9]{19,}\Z")
 SUFFIX = st.just("") | st.text(JUNK, max_size=4) | st.sampled_from(["\n", " ", "/", "x", "٣"])
 
 
@@ -90,12 +92,14 @@ def claim_ids(draw: st.DrawFn) -> str:
 def test_python_and_the_migration_read_the_same_sequence(
     backfill: sqlite3.Connection, claim_id: str
 ) -> None:
+    assume(not LONG.search(claim_id))  # junk digits may lengthen the run: see the last test
     assert family.claim_sequence(claim_id) == sql_sequence(backfill, claim_id)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(JUNK, max_size=30))
 def test_they_agree_on_arbitrary_text_too(backfill: sqlite3.Connection, text: str) -> None:
+    assume(not LONG.search(text))
     assert family.claim_sequence(text) == sql_sequence(backfill, text)
 
 
