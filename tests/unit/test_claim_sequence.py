@@ -62,7 +62,7 @@ def sql_sequence(conn: sqlite3.Connection, claim_id: str) -> object:
 # Characters of ids. NUL is left out: SQLite's text functions (length, rtrim) stop at
 # the first NUL, and no claim id can hold one (claim.lua builds "<hex run id>.<hex>/
 # <date>/<sequence>"). Everything else is fair game, newlines and non-ASCII digits too.
-JUNK = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
+JUNK = st.characters(exclude_characters="\x00", exclude_categories=["Cs"])
 PREFIX = st.text(JUNK, max_size=12) | st.sampled_from(["", "run.0123abcd", "a/b", "/", "x/20000"])
 DIGITS = st.text("0123456789", max_size=18)
 """At most 18 digits: every integer this long fits in 64 bits (see the last test)."""
