@@ -123,7 +123,7 @@ def claim_id_key(unix_date: int) -> str:
     return f"{OWN_PREFIX}:claim:{unix_date}:id"
 
 
-_SEQUENCE = re.compile(r"/([0-9]{1,18})$")
+_SEQUENCE = re.compile(r"/([0-9]{1,18})\Z")
 
 
 def claim_sequence(claim_id: str) -> int | None:
