@@ -123,14 +123,19 @@ def claim_id_key(unix_date: int) -> str:
     return f"{OWN_PREFIX}:claim:{unix_date}:id"
 
 
-_SEQUENCE = re.compile(r"/([0-9]{1,18})\Z")
+_SEQUENCE = re.compile(r"/([0-9]+)\Z")
+_MAX_SEQUENCE = 2**63 - 1
 
 
 def claim_sequence(claim_id: str) -> int | None:
     """The sequence a claim id ends with (``.../{date}/{sequence}``, drawn by claim.lua),
-    or None for an id of another shape. Migration 0003 reads it the same way in SQL."""
+    or None for an id of another shape. Read as migration 0003's SQL backfill reads it:
+    SQLite's CAST clamps a number past 64 bits to 2^63 - 1."""
     match = _SEQUENCE.search(claim_id)
-    return int(match.group(1)) if match else None
+    if match is None:
+        return None
+    digits = match.group(1).lstrip("0") or "0"
+    return _MAX_SEQUENCE if len(digits) > 19 else min(int(digits), _MAX_SEQUENCE)
 
 
 def date_of_key(key: str) -> int | None:

@@ -466,7 +466,7 @@ def _prove(walk: _Walk, cuts: list[Cut], errors: dict[int, DataError]) -> tuple[
     side, report, options = walk.side, walk.report, walk.options
     claims = side.take(cuts, errors)
     by_date = {c.unix_date: c for c in cuts}
-    for _ in range(MAX_PROOF_ROUNDS):
+    for round_ in range(1, MAX_PROOF_ROUNDS + 1):
         decision = _decide(walk.store, claims, options)
         to_prove = [c for c in decision.committed if c.claim_id]
         if not to_prove:
@@ -480,6 +480,8 @@ def _prove(walk: _Walk, cuts: list[Cut], errors: dict[int, DataError]) -> tuple[
         )
         if not stale:
             return decision, proof
+        if round_ == MAX_PROOF_ROUNDS:
+            break
         log.warning(
             "%d claim(s) read incompletely or from another Redis server (restart or failover "
             "during the run): reading them again",

@@ -272,14 +272,6 @@ def test_a_new_claims_sequence_is_above_every_sequence_the_database_knows(
     assert_exactly_once(redis_client, store, written_by(jobs) + written)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: claim.lua builds the id with Lua's `..` on INCR's reply, a Lua number "
-    "formatted %.14g: from sequence 10**14 on the id reads '.../1e+14', which "
-    "claim_sequence cannot parse (no sequence: refused on any date with a watermark, never "
-    "pruned). And the floor goes through tonumber() and back: from 10**17 on it is SET as "
-    "'1e+17' and INCR fails, so every claim call errors. Unreachable by counting alone",
-)
 @pytest.mark.parametrize(("counter", "floor"), [(10**14 - 1, 0), (0, 10**17 - 1)])
 def test_a_claim_id_spells_its_sequence_in_full_digits(
     redis_client: redis.Redis, counter: int, floor: int

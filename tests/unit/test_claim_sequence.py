@@ -124,12 +124,6 @@ def test_an_id_that_does_not_end_in_slash_digits_has_no_sequence(
         assert sql_sequence(backfill, claim_id) is None, claim_id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="divergence: claim_sequence takes at most 18 digits (None beyond), migration "
-    "0003's backfill CASTs any digit run (19 digits: the number; 20 and more: clamped to "
-    "2**63-1). Unreachable in practice (a Redis INCR counter past 10**18)",
-)
 @pytest.mark.parametrize("digits", ["1234567890123456789", "9223372036854775807", "9" * 25])
 def test_they_agree_past_18_digits(backfill: sqlite3.Connection, digits: str) -> None:
     claim_id = f"run/19884/{digits}"
