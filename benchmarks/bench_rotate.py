@@ -25,8 +25,8 @@ from benchmarks.servers import free_port
 from rotate_stats import family
 from rotate_stats.database import SqliteStore, Store, migrate
 from rotate_stats.dates import day_start, last_stable
-from rotate_stats.rotate import RotateOptions, rotate
 from rotate_stats.rqlite_store import RqliteStore
+from rotate_stats.walk import RotateOptions, rotate
 
 
 def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], int]:

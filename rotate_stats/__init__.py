@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from .invariants import DayCounts, Finding, Invariant, check_day
     from .recorder import Recorder
     from .report import DateOutcome, DateState, ExitCode, RotationReport
-    from .rotate import RotateOptions, rotate
     from .rqlite_store import RqliteStore
     from .settings import Settings
+    from .walk import RotateOptions, rotate
 
 _EXPORTS = {
     "checks": ("CheckReport", "Status", "check", "status"),
@@ -42,7 +42,7 @@ _EXPORTS = {
     "invariants": ("DayCounts", "Finding", "Invariant", "check_day"),
     "recorder": ("Recorder",),
     "report": ("DateOutcome", "DateState", "ExitCode", "RotationReport"),
-    "rotate": ("RotateOptions", "rotate"),
+    "walk": ("RotateOptions", "rotate"),
     "rqlite_store": ("RqliteStore",),
     "settings": ("Settings",),
 }

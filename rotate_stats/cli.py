@@ -545,7 +545,7 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_rotate(args: argparse.Namespace, settings: Settings) -> int:
     from .connections import open_redis, open_store
     from .progress import Progress
-    from .rotate import RotateOptions, rotate
+    from .walk import RotateOptions, rotate
 
     if args.date is not None and (args.from_ is not None or args.to is not None):
         raise ConfigError("--date", iso(args.date), "either --date or --from/--to, not both")

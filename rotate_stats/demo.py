@@ -43,8 +43,8 @@ from .errors import ConfigError, RotateStatsError, mask_url
 from .family import EVENTS
 from .recorder import Recorder
 from .report import DateState, RotationReport
-from .rotate import RotateOptions, rotate
 from .settings import parse_database_url
+from .walk import RotateOptions, rotate
 
 MIN_DAYS = 1
 MAX_DAYS = 3660

@@ -17,7 +17,7 @@ import redis
 from rotate_stats import family
 from rotate_stats.database import SqliteStore, migrate
 from rotate_stats.dates import day_start, last_stable, parse_iso
-from rotate_stats.rotate import rotate
+from rotate_stats.walk import rotate
 from tests.conftest import RedisServer
 from tests.helpers import foreign_job, run_program
 from tests.unit.test_metrics import parse_exposition, value

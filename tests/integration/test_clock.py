@@ -12,7 +12,7 @@ from freezegun import freeze_time
 from rotate_stats.database import SqliteStore
 from rotate_stats.dates import last_stable
 from rotate_stats.errors import ClockSkew
-from rotate_stats.rotate import RotateOptions, rotate
+from rotate_stats.walk import RotateOptions, rotate
 from tests.helpers import foreign_job, redis_dump
 
 

@@ -12,7 +12,7 @@ from rotate_stats import family
 from rotate_stats.database import SqliteStore
 from rotate_stats.errors import ConfigError
 from rotate_stats.redis_side import RedisSide
-from rotate_stats.rotate import RotateOptions, rotate
+from rotate_stats.walk import RotateOptions, rotate
 from tests.conftest import RedisServer, redis_binary
 from tests.helpers import foreign_job, redis_dump
 from tests.integration.test_faults import NOW, D

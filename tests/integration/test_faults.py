@@ -16,7 +16,7 @@ from rotate_stats.errors import DataError, LockHeld, NotMigrated
 from rotate_stats.invariants import DayCounts, Invariant
 from rotate_stats.redis_side import Cut, RedisSide
 from rotate_stats.report import DateState, ExitCode
-from rotate_stats.rotate import RotateOptions, rotate
+from rotate_stats.walk import RotateOptions, rotate
 from tests.helpers import foreign_job, foreign_write, redis_dump, stored_tally, tally_redis
 from tests.integration.test_rotation import NOW
 

@@ -17,7 +17,7 @@ import redis
 from rotate_stats.database import SqliteStore
 from rotate_stats.errors import ConfigError
 from rotate_stats.redis_side import RedisSide
-from rotate_stats.rotate import RotateOptions, rotate
+from rotate_stats.walk import RotateOptions, rotate
 from tests.conftest import RedisServer, redis_binary, require_binary
 from tests.helpers import StallableProxy, foreign_job, stored_tally, tally_redis
 from tests.integration.test_faults import NOW, D, written_by

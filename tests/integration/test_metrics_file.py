@@ -14,7 +14,7 @@ from rotate_stats.dates import day_start, parse_iso
 from rotate_stats.errors import ConfigError
 from rotate_stats.monitor import RunMonitor
 from rotate_stats.report import ExitCode
-from rotate_stats.rotate import rotate
+from rotate_stats.walk import rotate
 from tests.helpers import foreign_job, foreign_write
 from tests.unit.test_metrics import parse_exposition, value
 

@@ -19,7 +19,7 @@ from rotate_stats.health import redis_cli, redis_where
 from rotate_stats.redis_side import RedisSide
 from rotate_stats.render import render_status
 from rotate_stats.report import ExitCode
-from rotate_stats.rotate import RotateOptions, rotate
+from rotate_stats.walk import RotateOptions, rotate
 from tests.conftest import IN_CI, RedisServer
 from tests.helpers import foreign_job, redis_dump
 

@@ -11,7 +11,7 @@ from rotate_stats.database import SqliteStore
 from rotate_stats.dates import iso, last_stable
 from rotate_stats.errors import ConfigError, DataError
 from rotate_stats.redis_side import RedisSide
-from rotate_stats.rotate import RotateOptions, rotate
+from rotate_stats.walk import RotateOptions, rotate
 from tests.helpers import SET_IF_LOWER, foreign_job, redis_dump
 from tests.integration.test_faults import NOW
 

@@ -36,7 +36,7 @@ from rotate_stats.dates import iso
 from rotate_stats.invariants import DayCounts
 from rotate_stats.redis_side import Claim, Fence, Proof, RedisSide, server_identity
 from rotate_stats.report import DateState, ExitCode
-from rotate_stats.rotate import MAX_PROOF_ROUNDS, RotateOptions, rotate
+from rotate_stats.walk import MAX_PROOF_ROUNDS, RotateOptions, rotate
 from tests.conftest import RedisServer, redis_binary
 from tests.helpers import (
     assert_exactly_once,

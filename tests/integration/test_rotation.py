@@ -13,7 +13,7 @@ from rotate_stats.database import Store
 from rotate_stats.dates import day_start, iso, last_stable, parse_iso, today
 from rotate_stats.errors import ConfigError
 from rotate_stats.report import DateState
-from rotate_stats.rotate import RotateOptions, rotate
+from rotate_stats.walk import RotateOptions, rotate
 from tests.helpers import foreign_job, foreign_write, redis_dump
 
 # Noon in Los Angeles on 2024-12-01: stable dates end on 2024-11-29.

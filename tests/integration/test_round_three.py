@@ -32,7 +32,7 @@ from rotate_stats.database import DateCommit, SqliteStore, Store
 from rotate_stats.errors import RotateStatsError
 from rotate_stats.redis_side import RedisSide
 from rotate_stats.report import ExitCode, RotationReport
-from rotate_stats.rotate import RotateOptions, rotate
+from rotate_stats.walk import RotateOptions, rotate
 from tests.conftest import RedisServer, redis_binary, require_binary
 from tests.helpers import (
     StallableProxy,

@@ -16,8 +16,8 @@ from rotate_stats.database import migrate
 from rotate_stats.errors import StoreError
 from rotate_stats.migrations import load
 from rotate_stats.report import DateState
-from rotate_stats.rotate import RotateOptions, rotate
 from rotate_stats.rqlite_store import RqliteStore
+from rotate_stats.walk import RotateOptions, rotate
 from tests.helpers import foreign_job, free_port, redis_dump, tally_redis
 from tests.integration.test_faults import NOW, D, assert_conserved, written_by
 from tests.rqlite_emulator import EmulatorHandle, start_emulator

@@ -25,7 +25,7 @@ from rotate_stats.errors import DataError, NotMigrated, StoreError
 from rotate_stats.invariants import DayCounts
 from rotate_stats.migrations import Migration, load
 from rotate_stats.report import ExitCode
-from rotate_stats.rotate import RotateOptions, rotate
+from rotate_stats.walk import RotateOptions, rotate
 from tests.helpers import foreign_write, redis_dump, stored_tally, tally_redis
 from tests.integration.test_faults import NOW
 

@@ -48,7 +48,7 @@ from rotate_stats.invariants import DayCounts
 from rotate_stats.migrations import load
 from rotate_stats.redis_side import RedisSide
 from rotate_stats.report import DateState, ExitCode
-from rotate_stats.rotate import RotateOptions, rotate
+from rotate_stats.walk import RotateOptions, rotate
 from tests.conftest import RedisServer
 from tests.helpers import assert_exactly_once, foreign_job, redis_dump, run_program, tally_redis
 from tests.integration.test_faults import Crash, D, written_by
@@ -344,7 +344,7 @@ def test_the_sql_guard_alone_refuses_the_whole_commit(
     claim_id = low_claim(redis_client, D, 3)
     set_watermark(store, D, 10)
     with monkeypatch.context() as m:
-        m.setattr("rotate_stats.rotate._watermarked", lambda walk, claims: {})
+        m.setattr("rotate_stats.walk._watermarked", lambda walk, claims: {})
         report = rotate(redis_client, store, RotateOptions(first=D, last=D + 1), now=NOW)
     assert report.exit_code is ExitCode.FAILURE
     assert "a claim's merge did not change exactly one row" in (report.error or "")

@@ -23,7 +23,7 @@ from rotate_stats.redis_side import (
     Claim,
     RedisSide,
 )
-from rotate_stats.rotate import RotateOptions, commit_bytes, rotate
+from rotate_stats.walk import RotateOptions, commit_bytes, rotate
 from tests.helpers import tally_redis
 from tests.integration.test_faults import NOW, D
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from rotate_stats.database import DateCommit
 from rotate_stats.invariants import DayCounts
-from rotate_stats.rotate import _slices_by_bytes, commit_bytes
+from rotate_stats.walk import _slices_by_bytes, commit_bytes
 
 keys = st.text(min_size=1, max_size=40).map(lambda t: "sync:" + t)
 days = st.dictionaries(keys, st.integers(0, 2**63 - 1), max_size=30).map(

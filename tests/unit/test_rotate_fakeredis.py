@@ -14,7 +14,7 @@ from rotate_stats.database import SqliteStore, migrate
 from rotate_stats.dates import iso, parse_iso
 from rotate_stats.errors import ConfigError
 from rotate_stats.report import DateState
-from rotate_stats.rotate import RotateOptions, rotate
+from rotate_stats.walk import RotateOptions, rotate
 
 
 @pytest.fixture

@@ -33,8 +33,8 @@ from rotate_stats.database import SqliteStore, Store, migrate
 from rotate_stats.dates import last_stable
 from rotate_stats.errors import AmbiguousWrite, LockHeld, RotateStatsError, StoreError
 from rotate_stats.redis_side import RedisSide
-from rotate_stats.rotate import RotateOptions, rotate
 from rotate_stats.rqlite_store import RqliteStore
+from rotate_stats.walk import RotateOptions, rotate
 
 from .cluster import ClusterBackend
 from .oracle import Oracle, Verdict, judge
