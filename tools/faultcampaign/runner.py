@@ -752,7 +752,9 @@ def _repair_foreign_table(scenario: Scenario, store: Store) -> list[str]:
             (n,) = store.read(f"SELECT COUNT(*) FROM {table}")[0]
             if n:
                 problems.append(f"{n} row(s) written to {table} beside a foreign table")
-    for table in (family.TABLE, family.CLAIMS_TABLE, family.MIGRATIONS_TABLE):
+    # every table the migrations create (0003 added the watermarks): migrate starts afresh
+    tables = (family.TABLE, family.CLAIMS_TABLE, family.WATERMARKS_TABLE, family.MIGRATIONS_TABLE)
+    for table in tables:
         store.execute(f"DROP TABLE IF EXISTS {table}")
     migrate(store)
     return problems
