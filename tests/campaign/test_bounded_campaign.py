@@ -91,9 +91,17 @@ def test_the_oracle_sees_the_doubling_of_a_rollback_without_a_fence(
 
 
 ROUND_THREE_KINDS = {
-    # a failover behind the rotators' one address while the replica lags, fence on:
-    # the proof must stop the claims the promoted replica never got
-    "moving-address": lambda s: s.rollback == "moving" and s.fence_on and s.link_stalled,
+    # a failover behind the rotators' one address while the replica lags, fence on: the
+    # run freezes after its first claim, the switch comes, and the proof on the promoted
+    # replica must stop the claims it never got
+    "moving-address": lambda s: (
+        s.rollback == "moving"
+        and s.fence_on
+        and s.link_stalled
+        and s.switch_when == "step"
+        and len(s.rotators) == 1
+        and (s.rotators[0].point, s.rotators[0].nth) == ("claim-after", 1)
+    ),
     # prune-ledger racing runs killed after their commit, and a Redis restart mid-read
     # of a wide date
     "prune-race+wide": lambda s: bool(s.prunes) and bool(s.wide),
@@ -114,3 +122,5 @@ def test_round_three_classes_lose_and_double_nothing(kind: str, tmp_path: Path) 
     assert proc.stdout.strip().splitlines()[-1].endswith("lost=0 doubled=0"), report
     for prefix in kind.split("+"):
         assert re.search(rf"^  {prefix}[a-z-]*: 1 ", proc.stdout, re.M), report
+    if kind == "moving-address":
+        assert "moving: claims the proof found missing (not committed)=" in proc.stdout, report

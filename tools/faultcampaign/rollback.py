@@ -163,8 +163,9 @@ def run_moving(scenario: Scenario, backend: Backend, directory: Path) -> Outcome
 
     The switch comes at a moment drawn from the seed, when a rotator froze at a step
     boundary, or right after a rotator's fence was met; the replica link is stalled
-    (claims not replicated) or not. With the fence on nothing may be lost or doubled;
-    with it off, what was committed before the switch must show as doubled."""
+    (claims not replicated; with the fence trigger, from the fence on) or not. With the
+    fence on nothing may be lost or doubled; with it off, what was committed before the
+    switch must show as doubled."""
     servers: list[RedisServer] = []
     link: StallableProxy | None = None
     front: SwitchableProxy | None = None
@@ -226,7 +227,7 @@ def _run_moving(
     events: list[tuple[int, Callable[[], None]]] = [
         (p.start_ms, functools.partial(rotators.launch, p)) for p in scenario.rotators
     ]
-    if scenario.link_stalled:
+    if scenario.link_stalled and scenario.switch_when != "fenced":
         events.append((scenario.stall_after_ms, link.stall))
     events.sort(key=lambda e: e[0])
     happened: Counter[str] = Counter()
@@ -267,6 +268,8 @@ def _run_moving(
                     )
                 if seen:
                     trigger = now
+                    if scenario.link_stalled and scenario.switch_when == "fenced":
+                        link.stall()  # lag from the fence on: later claims never arrive
             elif now - trigger >= scenario.switch_ms / 1000:
                 switch(f"after the {scenario.switch_when} trigger")
         if now > t0 + 60:

@@ -143,6 +143,8 @@ class Scenario:
         elif self.rollback == "moving":
             sync = (
                 f"replica link stalled {self.stall_after_ms}ms after the rotators start"
+                if self.link_stalled and self.switch_when != "fenced"
+                else "replica link stalled when a fence was met"
                 if self.link_stalled
                 else "replica in sync"
             )
@@ -388,7 +390,7 @@ def _moving(scenario: Scenario, rng: random.Random) -> Scenario:
     when = rng.choice(("time", "step", "fenced")) if fence_on else rng.choice(("time", "step"))
     stalled = rng.random() < 0.5 or not fence_on  # fence off: stalled from the start
     stall = 0 if not fence_on else rng.randint(0, 600)
-    switch = rng.randint(300, 1500) if when == "time" else rng.randint(0, 60)
+    switch = rng.randint(300, 1200) if when == "time" else rng.randint(0, 60)
     rotators = []
     for _ in range(rng.randint(1, 3)):
         fault = rng.choice(("none", "none", "kill", "stop"))
@@ -402,8 +404,8 @@ def _moving(scenario: Scenario, rng: random.Random) -> Scenario:
                 strict=rng.random() < 0.2,
             )
         )
-    if when == "step":  # the first run freezes at a step boundary: the switch comes then
-        rotators[0] = replace(rotators[0], fault="stop")
+    if when == "step":  # the first run freezes at its first step boundary: the switch then
+        rotators[0] = replace(rotators[0], fault="stop", nth=1)
     sync = "lag" if stalled else "in-sync"
     name = f"moving-address-{sync}-{when}-fence-{'on' if fence_on else 'off'}"
     return replace(
