@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     if happened:
         print("as it happened: " + ", ".join(f"{k}={v}" for k, v in sorted(happened.items())))
     print("rotator exits: " + _tally(exits))
+    for line in _round_three(faults):
+        print(line)
     if fence_off:
         print(
             f"rollbacks with the fence off: {fence_off}, the oracle saw counts doubled in "
@@ -109,6 +111,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.workdir is None and not args.keep and not bad:
         shutil.rmtree(workdir, ignore_errors=True)  # a temp dir of our own, nothing to look at
     return 1 if bad else 0
+
+
+ROUND_THREE = (
+    ("moving-address", "Redis behind a moving address (failover behind one proxy)"),
+    ("wide-restart", "Redis SIGKILLed and restarted mid-read of wide dates"),
+    ("prune-race", "prune-ledger racing the runs"),
+    ("replica-url", "a rotator pointed at a replica by mistake"),
+)
+
+
+def _round_three(faults: Counter[str]) -> list[str]:
+    """The round-three classes: scenarios per class, and per variant."""
+    lines = ["round three (scenarios per class):"]
+    for prefix, title in ROUND_THREE:
+        variants = {k: v for k, v in faults.items() if k.startswith(prefix)}
+        detail = f" ({_tally(Counter(variants))})" if len(variants) > 1 else ""
+        lines.append(f"  {prefix}: {sum(variants.values())} - {title}{detail}")
+    return lines
 
 
 def _tally(counts: Counter[str]) -> str:

@@ -17,6 +17,12 @@ wrapping the step functions so that, on the ``nth`` time ``point`` is reached:
   later, from a thread, while the commit goes on: the commit is in flight,
   applied or not, when the leader dies.
 
+With ``CAMPAIGN_READ_DIR`` set, the process creates ``reading-<pid>-<n>`` there as
+each read of wide claim hashes (HSCAN across round trips) starts, and each of
+its round trips takes 10 ms longer: the campaign restarts Redis mid-read. With
+``CAMPAIGN_FENCE_DIR`` set, it creates ``fenced-<pid>-<n>`` each time a proof
+and its fence were met: the campaign fails Redis over right after a fence.
+
 With ``CAMPAIGN_WALKING_DIR`` set, the process creates ``walking-<pid>`` there when
 it first reaches ``claim-before``: the campaign kills the rqlite leader only
 while some run is walking, not while Python starts up.
@@ -43,7 +49,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rotate_stats import cli
+from rotate_stats import cli, redis_side
 from rotate_stats.database import SqliteStore
 from rotate_stats.errors import StoreError
 from rotate_stats.redis_side import RedisSide
@@ -95,6 +101,7 @@ def main() -> int:
     if args.lockless:  # correctness must not depend on the lock: defeat it
         RedisSide.acquire_lock = lambda self, token, ttl: True  # type: ignore[method-assign]
         RedisSide.refresh_lock = lambda self, token, ttl: True  # type: ignore[method-assign]
+    _mark_reads_and_fences()
     wrap(RedisSide, "cut", "claim-before", "claim-after")  # the RENAMEs of a batch
     wrap(RedisSide, "release", "release-before", "release-after")
     for store in (SqliteStore, RqliteStore):
@@ -117,6 +124,47 @@ def main() -> int:
     for _ in range(args.repeat):
         code = max(code, cli.main(["rotate", *rest]))
     return code
+
+
+def _mark_reads_and_fences() -> None:
+    """CAMPAIGN_READ_DIR / CAMPAIGN_FENCE_DIR: say when a wide read starts (and slow its
+    round trips down), and when a proof's fence was met (see the module docstring)."""
+    reads, fences = os.environ.get("CAMPAIGN_READ_DIR"), os.environ.get("CAMPAIGN_FENCE_DIR")
+    counter = {"read": 0, "fenced": 0}
+    wide = threading.local()
+    if reads:
+        real_read: Callable[..., Any] = RedisSide._read_hashes
+        real_execute: Callable[..., Any] = redis_side._execute
+
+        def read_hashes(self: Any, keys: Any, lengths: Any) -> Any:
+            is_wide = any(n > redis_side.READ_CHUNK for group in lengths for n in group)
+            if is_wide:
+                counter["read"] += 1
+                name = f"reading-{os.getpid()}-{counter['read']}"
+                open(os.path.join(reads, name), "w").close()
+            wide.on = is_wide
+            try:
+                return real_read(self, keys, lengths)
+            finally:
+                wide.on = False
+
+        def execute(pipe: Any) -> Any:
+            if getattr(wide, "on", False):
+                time.sleep(0.01)
+            return real_execute(pipe)
+
+        RedisSide._read_hashes = read_hashes  # type: ignore[method-assign]
+        redis_side._execute = execute
+    if fences:
+        real_prove: Callable[..., Any] = RedisSide.prove
+
+        def prove(self: Any, *a: Any, **k: Any) -> Any:
+            proof = real_prove(self, *a, **k)
+            counter["fenced"] += 1
+            open(os.path.join(fences, f"fenced-{os.getpid()}-{counter['fenced']}"), "w").close()
+            return proof
+
+        RedisSide.prove = prove  # type: ignore[method-assign]
 
 
 def _nth_commit(seen: dict[str, int]) -> int:

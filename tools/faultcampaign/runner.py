@@ -12,6 +12,7 @@ for each scenario, and always shut down when the scenario ends, however it ends.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import random
 import shutil
@@ -23,14 +24,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import redis
 
 from rotate_stats import Recorder, family
+from rotate_stats.checks import prune_ledger
 from rotate_stats.database import SqliteStore, Store, migrate
-from rotate_stats.dates import last_stable
+from rotate_stats.dates import iso, last_stable
 from rotate_stats.errors import AmbiguousWrite, LockHeld, RotateStatsError, StoreError
 from rotate_stats.redis_side import RedisSide
 from rotate_stats.rqlite_store import RqliteStore
@@ -61,10 +63,15 @@ class RedisServer:
     """redis-server; by default with AOF and ``appendfsync always``, so that an
     acknowledged write survives. ``persistence`` replaces those arguments."""
 
-    def __init__(self, directory: Path, persistence: tuple[str, ...] = DURABLE) -> None:
-        binary = shutil.which("redis-server")
+    def __init__(
+        self,
+        directory: Path,
+        persistence: tuple[str, ...] = DURABLE,
+        program: str = "redis-server",
+    ) -> None:
+        binary = shutil.which(program)
         if binary is None:
-            raise SystemExit("campaign: redis-server is not installed")
+            raise SystemExit(f"campaign: {program} is not installed")
         self.binary, self.directory, self.persistence = binary, directory, persistence
         directory.mkdir(parents=True, exist_ok=True)
         with __import__("socket").socket() as sock:
@@ -367,7 +374,9 @@ class Rotators:
                 line for line in text.splitlines() if "error" in line and "WARNING" not in line
             )
             label = "SIGKILL" if code == -signal.SIGKILL else str(code)
-            if code == 1:
+            if code == 1 and "the watermark of" in errors:
+                label += " (claim below its date's watermark: reported, keys left)"
+            elif code == 1:
                 if "no host could serve" in errors:
                     label += " (database unavailable: gave up)"
                 elif "campaign:" in errors:
@@ -410,12 +419,17 @@ def run_scenario(
     directory = workdir / f"s{scenario.seed}"
     directory.mkdir(parents=True, exist_ok=True)
     if scenario.rollback is not None:  # its own Redis servers
-        from .rollback import run_rollback
+        from .rollback import run_moving, run_rollback
 
-        outcome = run_rollback(scenario, Backend(scenario.backend, directory), directory)
+        run = run_moving if scenario.rollback == "moving" else run_rollback
+        outcome = run(scenario, Backend(scenario.backend, directory), directory)
         if not outcome.failed and not keep:
             shutil.rmtree(directory, ignore_errors=True)
         return outcome
+    own: RedisServer | None = None
+    if scenario.aof_fsync == "everysec":  # its own valkey-server (WAITAOF), AOF everysec
+        everysec = ("--save", "", "--appendonly", "yes", "--appendfsync", "everysec")
+        server = own = RedisServer(directory / "valkey", everysec, "valkey-server")
     client = redis.Redis(port=server.port)
     client.flushall()
     backend: Backend | ClusterBackend
@@ -432,6 +446,8 @@ def run_scenario(
     finally:
         backend.close()
         client.close()
+        if own is not None:
+            own.stop()
     if not outcome.failed and not keep:
         shutil.rmtree(directory, ignore_errors=True)
     return outcome
@@ -450,7 +466,18 @@ def _run(
     try:
         problems = _adopt(scenario, store)
         oracle = Oracle()
+        _seed_wide(scenario, client, oracle)
         writers = Writers(scenario, server.url, oracle, proxies.recorder_url)
+        if scenario.aof_fsync == "everysec":
+            # The harness must know every write's outcome, and `everysec` may lose the last
+            # second of them: writers write first, and are fsynced before any rotator starts.
+            writers.start()
+            writers.join()
+            problems += writers.errors
+            if int(client.execute_command("WAITAOF", 1, 0, 5000)[0]) < 1:  # type: ignore[no-untyped-call]
+                problems.append("the writers' writes were not fsynced (WAITAOF)")
+            idle = replace(scenario, recorder_writers=0, foreign_writers=0, planted=())
+            writers = Writers(idle, server.url, oracle)
         ttl = 1.0
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
         env.update(
@@ -464,9 +491,17 @@ def _run(
         if cluster is not None:  # warnings: a run that waited out an election says so
             env.update(cluster.env(), CAMPAIGN_WALKING_DIR=str(directory))
             env.update(ROTATE_STATS_LOG_LEVEL="WARNING")
+        if scenario.wide:
+            env.update(CAMPAIGN_READ_DIR=str(directory))
+        if scenario.aof_fsync == "everysec":
+            env.update(ROTATE_STATS_REDIS_FENCE=scenario.wide_fence)
         rotators = Rotators(scenario, env, directory)
         events = _timeline(scenario, server, client, writers, rotators, backend)
-        problems += _play(events, writers, rotators, cluster, ttl)
+        extra = RoundThree(scenario, server, client, writers, backend, env, directory)
+        events += extra.events()
+        events.sort(key=lambda e: e[0])
+        problems += _play(events, writers, rotators, cluster, ttl, extra)
+        problems += extra.finish()
         problems += writers.errors
         problems += _repair_foreign_table(scenario, store)
         exits = rotators.exits()
@@ -493,6 +528,7 @@ def _run(
         store.close()
     happened = cluster.happened if cluster is not None else Counter[str]()
     happened.update(proxies.happened())
+    happened.update(extra.happened)
     return Outcome(scenario, verdict, oracle.increments, problems, exits, happened)
 
 
@@ -553,6 +589,7 @@ def _play(
     rotators: Rotators,
     cluster: ClusterBackend | None,
     ttl: float,
+    extra: RoundThree | None = None,
 ) -> list[str]:
     """The timeline, until every event ran, every rotator ended and writers finished."""
     problems: list[str] = []
@@ -565,11 +602,14 @@ def _play(
             or rotators.busy()
             or any(t.is_alive() for t in writers.threads)
             or (cluster is not None and cluster.busy())
+            or (extra is not None and extra.busy())
         ):
             elapsed_ms = (time.monotonic() - t0) * 1000
             while events and events[0][0] <= elapsed_ms:
                 events.pop(0)[1]()
             rotators.tend(ttl)
+            if extra is not None:
+                extra.tend()
             if cluster is not None:
                 cluster.tend()
             if time.monotonic() > t0 + limit:
@@ -618,13 +658,20 @@ def final_rotation(
     """
     problems: list[str] = []
     side = RedisSide(client)
+    last_error = ""
     for _ in range(8):
         try:
             report = rotate(client, store, RotateOptions(batch_size=3, lock_ttl_ms=1000))
             orphans = _orphan_dates(side)
             if orphans:
-                if "will never be rotated" not in (report.error or ""):
-                    problems.append(f"orphaned dates {orphans} were not reported")
+                # the first error is the run's error; the orphan report may come second
+                # (after "earliest absent, table stale"), in the notes the CLI prints
+                said = [report.error or "", *report.notes]
+                if not any("will never be rotated" in text for text in said):
+                    problems.append(
+                        f"orphaned dates {orphans} were not reported (the run said: "
+                        f"{report.error or 'no error'})"
+                    )
                 rotate(client, store, RotateOptions(first=orphans[0], last=orphans[-1]))
                 continue
         except LockHeld:
@@ -637,10 +684,14 @@ def final_rotation(
             continue
         if report.error is None and not _stable_keys_left(side):
             return problems
+        last_error = report.error or last_error
         if report.error is not None and recover is not None:
             recover(report.error)
     left = sorted(side.scan_dated_keys())
-    problems.append(f"final rotation did not finish; dates with keys left: {left}")
+    why = f" (last error: {last_error})" if last_error else ""
+    if "the watermark of" in last_error:
+        why = f" - REFUSED BY A WATERMARK{why}"
+    problems.append(f"final rotation did not finish; dates with keys left: {left}{why}")
     return problems
 
 
@@ -707,7 +758,211 @@ def _repair_foreign_table(scenario: Scenario, store: Store) -> list[str]:
             (n,) = store.read(f"SELECT COUNT(*) FROM {table}")[0]
             if n:
                 problems.append(f"{n} row(s) written to {table} beside a foreign table")
-    for table in (family.TABLE, family.CLAIMS_TABLE, family.MIGRATIONS_TABLE):
+    # every table the migrations create (0003 added the watermarks): migrate starts afresh
+    tables = (family.TABLE, family.CLAIMS_TABLE, family.WATERMARKS_TABLE, family.MIGRATIONS_TABLE)
+    for table in tables:
         store.execute(f"DROP TABLE IF EXISTS {table}")
     migrate(store)
     return problems
+
+
+def _seed_wide(scenario: Scenario, client: redis.Redis, oracle: Oracle) -> None:
+    """Wide dates: 1,500-4,000 distinct ``failed`` breakdown keys each, so a claim of
+    the date is read with HSCAN across several round trips."""
+    rng = random.Random(scenario.seed * 13 + 5)
+    set_if_lower = client.register_script(SET_IF_LOWER)
+    for d in scenario.wide:
+        pipe = client.pipeline(transaction=False)
+        total = 0
+        for i in range(scenario.wide_keys):
+            key, amount = f"{rng.choice(TYPES)}:wide-{i}", rng.randint(1, 3)
+            pipe.hincrby(family.extra_key(d, "failed"), key, amount)
+            oracle.accept((d, "failed", key), amount)
+            total += amount
+        pipe.hincrby(family.counts_key(d), "failed", total)
+        oracle.accept((d, "failed", None), total)
+        pipe.execute()
+        set_if_lower(keys=[family.EARLIEST_KEY], args=[d])
+
+
+class RoundThree:
+    """Round three's faults in the ordinary runner: Redis restarted mid-read of wide
+    dates, prune-ledger racing the runs, a rotator pointed at a replica by mistake."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        server: RedisServer,
+        client: redis.Redis,
+        writers: Writers,
+        backend: Backend | ClusterBackend,
+        env: dict[str, str],
+        directory: Path,
+    ) -> None:
+        self.scenario, self.server, self.client, self.writers = scenario, server, client, writers
+        self.backend, self.env, self.directory = backend, env, directory
+        self.happened: Counter[str] = Counter()
+        self.problems: list[str] = []
+        self.threads: list[threading.Thread] = []
+        self.restarts = list(scenario.wide_restarts)  # delays after a wide read starts
+        self.reads_seen: set[str] = set()
+        self.restart_due: float | None = None
+
+    def events(self) -> list[tuple[int, Callable[[], None]]]:
+        out: list[tuple[int, Callable[[], None]]] = []
+        for ms, how in self.scenario.prunes:
+            out.append((ms, functools.partial(self._background, self._prune, how)))
+        if self.scenario.replica_url_ms is not None:
+            out.append(
+                (
+                    self.scenario.replica_url_ms,
+                    functools.partial(self._background, self._misdirected),
+                )
+            )
+        return out
+
+    def _background(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args)
+        self.threads.append(thread)
+        thread.start()
+
+    def busy(self) -> bool:
+        return any(t.is_alive() for t in self.threads)
+
+    def tend(self) -> None:
+        """A Redis SIGKILL+restart the scheduled delay after a wide read starts."""
+        if not self.restarts:
+            return
+        now = time.monotonic()
+        if self.restart_due is None:
+            new = {p.name for p in self.directory.glob("reading-*")} - self.reads_seen
+            if new:
+                self.reads_seen |= new
+                self.restart_due = now + self.restarts[0] / 1000
+        if self.restart_due is not None and now >= self.restart_due:
+            self.restarts.pop(0)
+            self.restart_due = None
+            with self.writers.gate:
+                self.server.crash_and_restart()
+                self.writers.reconnect()
+            self.client.connection_pool.disconnect()
+            self.happened[f"wide: Redis ({self.scenario.aof_fsync}) restarted mid-read"] += 1
+
+    def finish(self) -> list[str]:
+        for thread in self.threads:
+            thread.join()
+        if self.scenario.wide:
+            self.happened["wide: restarts drawn but no wide read came"] += len(self.restarts)
+            self.happened["wide: reads of wide claims"] += len(
+                list(self.directory.glob("reading-*"))
+            )
+        return self.problems
+
+    def _prune(self, how: str) -> None:
+        before = self.scenario.prune_before
+        if how == "library":
+            client = redis.Redis.from_url(self.server.url)
+            try:
+                store = self.backend.open()
+            except StoreError as exc:
+                self.happened[f"prune-ledger (library): no database ({type(exc).__name__})"] += 1
+                client.close()
+                return
+            try:
+                pruned = prune_ledger(
+                    RedisSide(client), store, before, min_age_days=0, lock_ttl_ms=1000
+                )
+                self.happened["prune-ledger (library): ran"] += 1
+                self.happened["prune-ledger: ledger entries deleted"] += pruned.deleted
+                self.happened["prune-ledger: kept as still in Redis"] += pruned.kept_in_redis
+            except LockHeld:
+                self.happened["prune-ledger (library): lock held"] += 1
+            except (RotateStatsError, redis.RedisError) as exc:
+                self.happened[f"prune-ledger (library): failed ({type(exc).__name__})"] += 1
+            finally:
+                store.close()
+                client.close()
+            return
+        env = dict(self.env)
+        env.update(ROTATE_STATS_REDIS_URL=self.server.url, ROTATE_STATS_PRUNE_MIN_AGE="0")
+        args = [sys.executable, "-m", "rotate_stats", "prune-ledger", "--before", iso(before)]
+        proc = subprocess.run(
+            [*args, "--format", "json"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        with open(self.directory / "prune.log", "a") as log:
+            log.write(f"exit {proc.returncode}\n{proc.stdout}{proc.stderr}\n")
+        if proc.returncode == 0:
+            report = json.loads(proc.stdout)
+            self.happened["prune-ledger (cli): ran"] += 1
+            self.happened["prune-ledger: ledger entries deleted"] += int(report["deleted"])
+            self.happened["prune-ledger: kept as still in Redis"] += int(report["kept_in_redis"])
+        elif proc.returncode == 75:
+            self.happened["prune-ledger (cli): lock held (exit 75)"] += 1
+        else:
+            self.happened[f"prune-ledger (cli): exit {proc.returncode}"] += 1
+
+    def _misdirected(self) -> None:
+        """A rotator given a replica's URL: exit 2 naming the replica, nothing changed.
+
+        The replica is writable (``replica-read-only no``), so a run that did not
+        refuse would change it; its link is cut once in sync, so nothing else does (and
+        the primary no longer counts it: the other runs' ``auto`` fence is not held)."""
+        from tests.helpers import SwitchableProxy
+
+        link = SwitchableProxy(self.server.port)
+        directory = self.directory / "misdirected"
+        persistence = (
+            *("--save", "", "--appendonly", "no", "--replicaof", "127.0.0.1", str(link.port)),
+            *("--replica-read-only", "no", "--enable-debug-command", "yes"),
+        )
+        program = Path(self.server.binary).name
+        replica = RedisServer(directory, persistence, program)
+        client = redis.Redis(port=replica.port)
+        try:
+            deadline = time.monotonic() + 5
+            while client.info("replication").get("master_link_status") != "up":
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            link.retarget(
+                1
+            )  # link cut: the replica keeps its role and data, the primary forgets it
+            time.sleep(0.05)
+            before = client.execute_command("DEBUG", "DIGEST")  # type: ignore[no-untyped-call]
+            env = dict(self.env)
+            env.update(ROTATE_STATS_REDIS_URL=replica.url, CAMPAIGN_WALKING_DIR=str(directory))
+            env.pop("CAMPAIGN_READ_DIR", None)
+            proc = subprocess.run(
+                [sys.executable, "-m", "tools.faultcampaign.rotator", "--fault", "none"],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            after = client.execute_command("DEBUG", "DIGEST")  # type: ignore[no-untyped-call]
+            text = proc.stdout + proc.stderr
+            (directory / "rotator.log").write_text(text)
+            walked = list(directory.glob("walking-*"))
+            if (
+                proc.returncode != 2
+                or "replica" not in text
+                or "ROTATE_STATS_REDIS_URL" not in text
+            ):
+                self.problems.append(
+                    f"a rotator given a replica's URL exited {proc.returncode} without the "
+                    f"replica error: {text.strip()[-300:]}"
+                )
+            elif before != after or walked:
+                self.problems.append("a rotator given a replica's URL changed the replica")
+            else:
+                self.happened["replica-url: refused at start (exit 2, naming the replica)"] += 1
+        finally:
+            client.close()
+            replica.stop()
+            link.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 from dataclasses import dataclass, field, replace
 
 from .rotator import POINTS
@@ -75,6 +76,18 @@ class Scenario:
     fence_on: bool = True  # rollback: ROTATE_STATS_REDIS_FENCE on, or none
     fence_setting: str = "auto"  # rollback, fence on: the setting the rotators use
     stall_after_ms: int = 0  # failover: the replica link stalls this long after rotators start
+    # round three: see _with_round_three
+    switch_when: str = "time"  # moving: "time" | "step" (a rotator frozen at a boundary) | "fenced"
+    switch_ms: int = 0  # moving: when ("time"), or how long after the trigger
+    link_stalled: bool = False  # moving: the replica link stalls at stall_after_ms (lag)
+    wide: tuple[int, ...] = ()  # dates given a wide breakdown (read with HSCAN)
+    wide_keys: int = 0  # distinct breakdown keys per wide date
+    wide_restarts: tuple[int, ...] = ()  # Redis SIGKILL+restart this long after a wide read starts
+    aof_fsync: str = "always"  # wide: "everysec" runs on valkey-server with a WAITAOF fence
+    wide_fence: str = "auto"  # wide, everysec: the rotators' fence (auto or aof)
+    prunes: tuple[tuple[int, str], ...] = ()  # (ms, "cli" | "library"): prune-ledger runs
+    prune_before: int = 0  # prune-ledger --before (a unix date)
+    replica_url_ms: int | None = None  # a rotator pointed at a replica by mistake, at this ms
 
     @property
     def expects_doubling(self) -> bool:
@@ -127,11 +140,42 @@ class Scenario:
                 f"the primary dies and the replica is promoted; fence "
                 f"{self.fence_setting if self.fence_on else 'none'}"
             )
+        elif self.rollback == "moving":
+            sync = (
+                f"replica link stalled {self.stall_after_ms}ms after the rotators start"
+                if self.link_stalled and self.switch_when != "fenced"
+                else "replica link stalled when a fence was met"
+                if self.link_stalled
+                else "replica in sync"
+            )
+            when = {
+                "time": f"{self.switch_ms}ms after the rotators start",
+                "step": f"{self.switch_ms}ms after a rotator froze at its step boundary",
+                "fenced": f"{self.switch_ms}ms after a rotator's fence was met",
+            }[self.switch_when]
+            parts.append(
+                f"rotators reach Redis through one switchable address; {sync}; the primary "
+                f"dies and the replica is promoted and switched to {when}; fence "
+                f"{self.fence_setting if self.fence_on else 'none'}"
+            )
         elif self.rollback == "rdb-restart":
             parts.append(
                 "Redis SIGKILLed after the rotators and restarted from its RDB snapshot; "
                 f"fence {self.fence_setting if self.fence_on else 'none'}"
             )
+        if self.wide:
+            server = "valkey-server" if self.aof_fsync == "everysec" else "redis-server"
+            fence = f", fence {self.wide_fence}" if self.aof_fsync == "everysec" else ""
+            parts.append(
+                f"wide dates {', '.join(map(str, self.wide))} ({self.wide_keys} keys); {server} "
+                f"appendfsync {self.aof_fsync}{fence}; SIGKILL+restart "
+                f"{', '.join(f'{ms}ms' for ms in self.wide_restarts)} into wide reads"
+            )
+        if self.prunes:
+            runs = ", ".join(f"{how}@{ms}ms" for ms, how in self.prunes)
+            parts.append(f"prune-ledger --before {self.prune_before} (min age 0): {runs}")
+        if self.replica_url_ms is not None:
+            parts.append(f"a rotator pointed at a replica by mistake@{self.replica_url_ms}ms")
         return "; ".join(parts)
 
 
@@ -187,7 +231,7 @@ def generate(seed: int, backend: str, today: int) -> Scenario:
     )
     if real:
         scenario = _with_cluster_faults(scenario, rng)
-    return _with_round_two(scenario, rng)
+    return _with_round_three(_with_round_two(scenario, rng), rng)
 
 
 def _with_round_two(scenario: Scenario, rng: random.Random) -> Scenario:
@@ -268,6 +312,123 @@ def _rollback(scenario: Scenario, rng: random.Random) -> Scenario:
         faults=(
             *(f for f in scenario.faults if f == "planted-violations"),
             *["strict"] * sum(r.strict for r in rotators),
+            name,
+        ),
+    )
+
+
+def _with_round_three(scenario: Scenario, rng: random.Random) -> Scenario:
+    """Round three's classes, drawn after everything else (older seeds keep their draws).
+
+    Redis behind a moving address (a failover behind one switchable proxy, at any
+    moment); restarts mid-read of wide dates; prune-ledger racing runs; a rotator
+    pointed at a replica by mistake. Not drawn for round two's rollback and
+    foreign-table scenarios (their own servers, their own repair).
+    """
+    draw = rng.random()
+    if scenario.rollback is not None or scenario.foreign_table is not None:
+        return scenario
+    if draw < 0.12 and scenario.backend != "rqlite-real":
+        return _moving(scenario, rng)
+    faults = list(scenario.faults)
+    rotators = list(scenario.rotators)
+    if rng.random() < 0.18:
+        wide = tuple(
+            sorted(rng.sample(scenario.dates, rng.randint(1, min(2, len(scenario.dates)))))
+        )
+        keys = rng.randint(1500, 4000)
+        restarts = tuple(rng.randint(0, 60) for _ in range(rng.randint(1, 3)))
+        fsync = "everysec" if rng.random() < 0.4 else "always"
+        fence = rng.choice(("auto", "aof"))
+        if fsync == "everysec" and shutil.which("valkey-server") is None:
+            fsync = "always"  # redis-server 7.0 has no WAITAOF: only `always` is safe
+        scenario = replace(
+            scenario,
+            wide=wide,
+            wide_keys=keys,
+            wide_restarts=restarts,
+            aof_fsync=fsync,
+            wide_fence=fence,
+        )
+        faults.append(f"wide-restart-{fsync}")
+    if rng.random() < 0.2:
+        prunes = tuple(
+            sorted(
+                (rng.randint(100, 3000), rng.choice(("cli", "cli", "library")))
+                for _ in range(rng.randint(2, 5))
+            )
+        )
+        before = rng.choice((scenario.dates[-1] + 1, rng.choice(scenario.dates)))
+        # claims left pending: runs killed after their commit or before their release
+        for i in rng.sample(range(len(rotators)), min(len(rotators), rng.randint(1, 2))):
+            old = rotators[i]
+            if old.fault == "random-kill":
+                continue
+            new = replace(
+                old,
+                fault="kill",
+                point=rng.choice(("commit-after", "release-before")),
+                lockless=old.lockless or rng.random() < 0.5,
+            )
+            faults.remove(_fault_name(old))
+            faults.append(_fault_name(new))
+            faults += ["lockless"] * (new.lockless and not old.lockless)
+            rotators[i] = new
+        scenario = replace(scenario, prunes=prunes, prune_before=before)
+        faults.append("prune-race")
+    if rng.random() < 0.08:
+        scenario = replace(scenario, replica_url_ms=rng.randint(0, 1500))
+        faults.append("replica-url")
+    return replace(scenario, rotators=tuple(rotators), faults=tuple(faults))
+
+
+def _moving(scenario: Scenario, rng: random.Random) -> Scenario:
+    """Redis behind a moving address: the primary dies mid-run and the replica is
+    promoted behind the rotators' one address, while the rotators run."""
+    fence_on = rng.random() < 0.7
+    setting = rng.choice(("auto", "replicas:1"))
+    when = rng.choice(("time", "step", "fenced")) if fence_on else rng.choice(("time", "step"))
+    stalled = rng.random() < 0.5 or not fence_on  # fence off: stalled from the start
+    stall = 0 if not fence_on else rng.randint(0, 600)
+    switch = rng.randint(300, 1200) if when == "time" else rng.randint(0, 60)
+    rotators = []
+    for _ in range(rng.randint(1, 3)):
+        fault = rng.choice(("none", "none", "kill", "stop"))
+        rotators.append(
+            RotatorPlan(
+                rng.randint(0, 400),
+                fault,
+                rng.choice(POINTS),
+                rng.randint(1, 2),
+                lockless=rng.random() < 0.25,
+                strict=rng.random() < 0.2,
+            )
+        )
+    if when == "step":  # the first run freezes at its first step boundary: the switch then
+        rotators[0] = replace(rotators[0], fault="stop", nth=1)
+    sync = "lag" if stalled else "in-sync"
+    name = f"moving-address-{sync}-{when}-fence-{'on' if fence_on else 'off'}"
+    return replace(
+        scenario,
+        rotators=tuple(rotators),
+        redis_restart_ms=None,
+        db_outage=None,
+        delete_earliest_ms=None,
+        drop_response_ms=None,
+        rotator_drop=0.0,
+        recorder_drop=0.0,
+        rollback="moving",
+        fence_on=fence_on,
+        fence_setting=setting,
+        stall_after_ms=stall,
+        link_stalled=stalled,
+        switch_when=when,
+        switch_ms=switch,
+        faults=(
+            *(f for f in scenario.faults if f == "planted-violations"),
+            *["strict"] * sum(r.strict for r in rotators),
+            *(_fault_name(r) for r in rotators),
+            *["lockless"] * sum(r.lockless for r in rotators),
             name,
         ),
     )
