@@ -269,7 +269,7 @@ MERGE_CLAIM = (
     + f" WHERE retrieved_for = ? AND NOT EXISTS "
     f"(SELECT 1 FROM {family.CLAIMS_TABLE} WHERE claim_id = ?) AND NOT EXISTS "
     f"(SELECT 1 FROM {family.WATERMARKS_TABLE} WHERE family = ? AND retrieved_for = ? "
-    "AND sequence >= COALESCE(CAST(? AS INTEGER), sequence))"
+    "AND sequence >= COALESCE(CAST(NULLIF(?, '') AS INTEGER), sequence))"
 )
 RECORD_CLAIM = (
     # Records the claim unless the ledger has it already. ``changes()`` is the
@@ -278,7 +278,7 @@ RECORD_CLAIM = (
     # merge) makes applied_at NULL, so the NOT NULL constraint fails the statement
     # and the whole transaction.
     f"INSERT INTO {family.CLAIMS_TABLE} (claim_id, retrieved_for, applied_at, family, sequence) "
-    "SELECT ?, ?, CASE WHEN changes() = 1 THEN ? END, ?, CAST(? AS INTEGER) "
+    "SELECT ?, ?, CASE WHEN changes() = 1 THEN ? END, ?, CAST(NULLIF(?, '') AS INTEGER) "
     f"WHERE NOT EXISTS (SELECT 1 FROM {family.CLAIMS_TABLE} WHERE claim_id = ?)"
 )
 GUARD_FAILED = f"NOT NULL constraint failed: {family.CLAIMS_TABLE}.applied_at"
@@ -341,7 +341,9 @@ def commit_statements(item: DateCommit, iso_date: str, retrieved_at: float) -> l
             count = str(item.day.count(event))  # exact on every rqlite (see _merge_count)
             merge += [count, count, breakdown_json(item.day.breakdown(event))]
         sequence = family.claim_sequence(item.claim_id)
-        seq = None if sequence is None else str(sequence)  # text: exact on rqlite v6 too
+        # text: exact on rqlite v6 too, which also refuses a JSON null ("unsupported
+        # type"): an id without a sequence travels as "" (NULLIF in the SQL)
+        seq = "" if sequence is None else str(sequence)
         merge += [iso_date, item.claim_id, family.NAME, iso_date, seq]
         statements.append((MERGE_CLAIM, tuple(merge)))
         record = (item.claim_id, iso_date, retrieved_at, family.NAME, seq, item.claim_id)

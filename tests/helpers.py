@@ -214,72 +214,6 @@ class ReplyDropper:
         self._listener.close()
 
 
-class StallableProxy:
-    """A loopback TCP proxy (e.g. a replica's link to its primary) that can be stalled:
-    while ``stalled``, nothing is forwarded in either direction (bytes wait)."""
-
-    def __init__(self, upstream_port: int) -> None:
-        import threading
-
-        self.upstream_port = upstream_port
-        self._go = threading.Event()
-        self._go.set()
-        self._listener = socket.socket()
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self.port = int(self._listener.getsockname()[1])
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def stall(self) -> None:
-        self._go.clear()
-
-    def resume(self) -> None:
-        self._go.set()
-
-    def _accept(self) -> None:
-        import threading
-
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            except OSError:  # the upstream is down (killed by the test): refuse this one
-                client.close()
-                continue
-            self._sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
-
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                self._go.wait()
-                target.sendall(data)
-        except OSError:
-            pass
-        for sock in (source, target):
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self._listener.close()
-        for sock in self._sockets:
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-
 def run_program(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
     """``python -m rotate_stats ARGS`` as a child process: this environment without any
     ``ROTATE_STATS_*`` variable of the caller's, plus ``env``."""
@@ -295,17 +229,23 @@ def run_program(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProce
 
 
 class SwitchableProxy:
-    """A loopback TCP proxy to one server at a time, as a client that reaches Redis
-    through one address (a virtual IP, a DNS name, a Sentinel-aware proxy) sees a
-    failover: ``retarget(port)`` sends new connections to another server and closes
-    every open one, so that clients reconnect (redis-py retries a command on a new
-    connection after a connection error) - to the new server."""
+    """A loopback TCP proxy to one server at a time.
+
+    ``retarget(port)`` is a failover as a client that reaches Redis through one
+    address (a virtual IP, a DNS name, a Sentinel-aware proxy) sees it: new
+    connections go to the other server and every open one is closed, so that
+    clients reconnect (redis-py retries a command on a new connection after a
+    connection error) - to the new server. ``stall()`` holds every byte in both
+    directions until ``resume()`` (a replica's link that lags).
+    """
 
     def __init__(self, upstream_port: int) -> None:
         import threading
 
         self.upstream_port = upstream_port
         self._lock = threading.Lock()
+        self._go = threading.Event()
+        self._go.set()
         self._sockets: list[socket.socket] = []
         self._listener = socket.socket()
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -313,6 +253,12 @@ class SwitchableProxy:
         self._listener.listen(16)
         self.port = int(self._listener.getsockname()[1])
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def stall(self) -> None:
+        self._go.clear()
+
+    def resume(self) -> None:
+        self._go.set()
 
     def retarget(self, upstream_port: int) -> None:
         """From now on to ``upstream_port``; every open connection is closed."""
@@ -348,6 +294,7 @@ class SwitchableProxy:
                 data = source.recv(65536)
                 if not data:
                     break
+                self._go.wait()
                 target.sendall(data)
         except OSError:
             pass
@@ -357,6 +304,10 @@ class SwitchableProxy:
     def close(self) -> None:
         self._listener.close()
         self.retarget(self.upstream_port)
+
+
+StallableProxy = SwitchableProxy
+"""The same proxy, named for its use as a replica's link that the test stalls."""
 
 
 def _close(sock: socket.socket) -> None:

@@ -128,3 +128,15 @@ def test_an_id_that_does_not_end_in_slash_digits_has_no_sequence(
 def test_they_agree_past_18_digits(backfill: sqlite3.Connection, digits: str) -> None:
     claim_id = f"run/19884/{digits}"
     assert family.claim_sequence(claim_id) == sql_sequence(backfill, claim_id)
+
+
+@pytest.mark.parametrize("claim_id", ["run.0123/19884/7", "legacy-claim", "a/b/"])
+def test_a_commit_never_sends_a_null_parameter(claim_id: str) -> None:
+    """rqlite v6 refuses a JSON null parameter ("HTTP 400: unsupported type"): an id
+    without a sequence must still commit there (it travels as "", NULLIF in the SQL)."""
+    from rotate_stats.database import DateCommit, commit_statements
+    from rotate_stats.invariants import DayCounts
+
+    item = DateCommit(19884, claim_id, DayCounts({"requested": 1}, {"requested": {"sync": 1}}))
+    for _, params in commit_statements(item, "2024-06-10", 1.5):
+        assert None not in params, params
