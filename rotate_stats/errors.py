@@ -1,4 +1,5 @@
-"""Errors raised by rotate_stats. A leaf module: it imports nothing of ours.
+"""Errors raised by rotate_stats. A leaf module: it imports nothing of ours but the
+leaf ``invocation`` (the command its hints name).
 
 ::
 
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+
+from .invocation import command
 
 SECRET_NAME_PARTS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "CREDENTIAL")
 """A variable or field whose name contains one of these has its whole value hidden."""
@@ -274,12 +277,12 @@ class NotMigrated(RotateStatsError):
             super().__init__(
                 f"the SQLite database {missing_file} does not exist (only `migrate` creates "
                 "one): check the path in ROTATE_STATS_DATABASE_URL / --database-url, or run "
-                "`python -m rotate_stats migrate` to create it"
+                f"`{command('migrate')}` to create it"
             )
             return
         super().__init__(
             f"the database is not migrated (pending: {', '.join(pending)}); "
-            "run `python -m rotate_stats migrate` first"
+            f"run `{command('migrate')}` first"
         )
 
 
