@@ -9,12 +9,23 @@ from dataclasses import dataclass, field
 
 from . import family
 from .database import RAISE_WATERMARK, Statement, Store, pending_migrations
-from .dates import iso, last_stable, parse_iso, today
+from .dates import iso, last_stable, parse_iso
 from .errors import ConfigError, DataError, LockHeld
-from .health import STALE_AFTER_DAYS, is_stale, newest_row, redis_cli
+from .health import (
+    STALE_AFTER_DAYS,
+    backlog_dates,
+    bad_date,
+    eviction_verdict,
+    is_stale,
+    newest_row,
+    orphan_dates,
+    orphan_message,
+    redis_cli,
+)
 from .invariants import Finding, Invariant, check_day
+from .invocation import command
 from .redis_side import RedisSide
-from .report import ExitCode
+from .report import BadDate, ExitCode
 
 
 @dataclass
@@ -105,6 +116,12 @@ class StatusLimits:
     lock_ttl: float = 300.0
     """``ROTATE_STATS_LOCK_TTL``: a lock without expiry, or with more time left than this,
     is stale: it would block every run (exit 75) for longer than a run may hold it."""
+    fence: str = "auto"
+    """``ROTATE_STATS_REDIS_FENCE``: the durability fence as the runs use it."""
+    allow_eviction: bool = False
+    """``ROTATE_STATS_ALLOW_EVICTION``: an ``allkeys-*`` policy is no problem (acknowledged)."""
+    max_backlog_days: int = 3660
+    """``ROTATE_STATS_MAX_BACKLOG_DAYS``: the ranges the orphan hint splits into."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +161,7 @@ class Status:
     earliest: int | None
     last_stable: int
     backlog: int
+    """Stable dates from ``earliest`` on that still have keys (``health.backlog_dates``)."""
     lock_holder: str | None
     lock_ttl_ms: int | None
     orphaned: dict[int, list[str]]
@@ -157,6 +175,15 @@ class Status:
     """What the default (auto) fence would use, and a warning when it has nothing."""
     claims: tuple[ClaimInfo, ...] = ()
     lock_idle_seconds: int | None = None
+    backlog_list: tuple[int, ...] = ()
+    """The backlog's dates."""
+    bad_dates: tuple[BadDate, ...] = ()
+    """Stable dates whose keys hold bad data: no run can rotate them until repaired."""
+    earliest_held: str | None = None
+    """Why ``earliest`` stands at a stable date (a run would have moved it on), or None."""
+    maxmemory_policy: str | None = None
+    eviction: Problem | None = None
+    fence_problem: Problem | None = None
     problems: tuple[Problem, ...] = ()
 
     @property
@@ -173,6 +200,10 @@ class Status:
             "earliest_unix_date": self.earliest,
             "last_stable": iso(self.last_stable),
             "backlog_dates": self.backlog,
+            "backlog": [iso(d) for d in self.backlog_list],
+            "earliest_held_by": self.earliest_held,
+            "bad_dates": [b.as_dict() for b in self.bad_dates],
+            "maxmemory_policy": self.maxmemory_policy,
             "lock_holder": self.lock_holder,
             "lock_ttl_ms": self.lock_ttl_ms,
             "lock_idle_seconds": self.lock_idle_seconds,
@@ -196,10 +227,12 @@ def status(
     """Earliest, last stable date, backlog, orphaned keys, lock holder, claims, newest
     row, and the problems among them (``limits``).
 
-    Orphaned keys are live or claim keys of dates a normal run will not visit:
-    below ``earliest``, or any dated key when ``earliest`` is absent. Found with
-    SCAN, so this costs O(keyspace). Reads only: it changes nothing in Redis (the
-    claims' idle times are read before their ids) nor in the database.
+    Orphaned keys are live or claim keys of stable dates a normal run will not visit
+    (``health.orphan_dates``: the run's rule). The backlog is the stable dates from
+    ``earliest`` on that have keys (``health.backlog_dates``); those and the orphaned
+    dates are read (``peek``) to name every bad value. Keys are found with SCAN, so
+    this costs O(keyspace), plus reading the backlog. Reads only: it changes nothing
+    in Redis (the claims' idle times are read before their ids) nor in the database.
     """
     now = time.time() if now is None else now
     limits = limits or StatusLimits()
@@ -214,11 +247,8 @@ def status(
     if holder is None:
         lock_idle = None
     dated, unknown = side.scan_keys()
-    orphaned = {
-        d: sorted(keys)
-        for d, keys in dated.items()
-        if earliest is None or d < earliest or d > today(now) + 1
-    }
+    orphaned = {d: sorted(dated[d]) for d in orphan_dates(dated, earliest, stable)}
+    backlog = backlog_dates(dated, earliest, stable)
     claims = _claims(side, dated, holder is None, limits.stuck_claim_after)
     newest = None
     pending: list[str] = []
@@ -226,12 +256,15 @@ def status(
         pending = pending_migrations(store)
         if not pending:
             newest = newest_row(store)
-    backlog = 0 if earliest is None else max(0, stable - earliest + 1)
     refused = side.refusals()
+    bad = _bad_dates(side, sorted(set(backlog) | set(orphaned)))
+    policy = side.config("maxmemory-policy")
+    refusal, _ = eviction_verdict(policy, limits.allow_eviction)
+    durability, fence_problem = _durability(side, limits.fence)
     found = Status(
         earliest,
         stable,
-        backlog,
+        len(backlog),
         holder,
         ttl,
         orphaned,
@@ -240,9 +273,15 @@ def status(
         pending,
         earliest_error,
         tuple(unknown),
-        _durability(side),
+        durability,
         claims,
         lock_idle,
+        tuple(backlog),
+        bad,
+        _earliest_held(earliest, stable, dated, bad, claims),
+        policy,
+        None if refusal is None else Problem("eviction", f"{refusal}: every run refuses to start"),
+        fence_problem,
     )
     return dataclasses.replace(
         found, problems=tuple(_problems(found, limits, redis_cli(side.client)))
@@ -286,6 +325,38 @@ def _claims(
     return tuple(out)
 
 
+def _bad_dates(side: RedisSide, dates: list[int]) -> tuple[BadDate, ...]:
+    """The dates among ``dates`` whose keys hold bad data (read-only, 31 dates a round)."""
+    out: list[BadDate] = []
+    for start in range(0, len(dates), 31):
+        chunk = dates[start : start + 31]
+        for d, found in zip(chunk, side.peek_each(chunk), strict=True):
+            if isinstance(found, DataError):
+                out.append(bad_date(d, found, side.client))
+    return tuple(out)
+
+
+def _earliest_held(
+    earliest: int | None,
+    stable: int,
+    dated: dict[int, list[str]],
+    bad: tuple[BadDate, ...],
+    claims: tuple[ClaimInfo, ...],
+) -> str | None:
+    """Why ``earliest`` stands at a stable date, which a run would have moved past."""
+    if earliest is None or earliest > stable:
+        return None
+    held = next((b for b in bad if b.unix_date == earliest), None)
+    if held is not None:
+        where = held.key if held.field is None else f"{held.key} field {held.field!r}"
+        return f"bad data at {where} (found {held.value!r}, expected {held.expected})"
+    if any(c.unix_date == earliest for c in claims):
+        return "a claim no run has released yet (see claims)"
+    if earliest in dated:
+        return "keys the next run rotates (late writes, or no run since they came)"
+    return "nothing: no keys at that date (a writer lowered it); the next run moves it on"
+
+
 def _problems(st: Status, limits: StatusLimits, cli: str) -> list[Problem]:
     out: list[Problem] = []
     if st.pending_migrations:
@@ -293,32 +364,22 @@ def _problems(st: Status, limits: StatusLimits, cli: str) -> list[Problem]:
             Problem(
                 "not-migrated",
                 f"pending migrations {', '.join(st.pending_migrations)}: "
-                "run `python -m rotate_stats migrate`",
+                f"run `{command('migrate')}`",
             )
         )
     if st.earliest_error:
         out.append(Problem("earliest", st.earliest_error))
+    if st.eviction is not None:
+        out.append(st.eviction)
+    if st.fence_problem is not None:
+        out.append(st.fence_problem)
+    out += [Problem("bad-data", b.describe()) for b in st.bad_dates]
     if st.orphaned:
-        first, last = min(st.orphaned), min(max(st.orphaned), st.last_stable)
         keys = sum(len(k) for k in st.orphaned.values())
-        out.append(
-            Problem(
-                "orphaned-keys",
-                f"{keys} stats key(s) of {len(st.orphaned)} date(s) from {iso(min(st.orphaned))} "
-                f"to {iso(max(st.orphaned))} that no run will visit ({family.EARLIEST_KEY} is "
-                f"{'absent' if st.earliest is None else iso(st.earliest)}): "
-                f"`python -m rotate_stats --from {iso(first)} --to {iso(last)}`",
-            )
-        )
+        message = orphan_message(sorted(st.orphaned), keys, st.earliest, limits.max_backlog_days)
+        out.append(Problem("orphaned-keys", message))
     if st.backlog > limits.backlog_days:
-        out.append(
-            Problem(
-                "backlog",
-                f"{st.backlog} stable date(s) from {iso(st.last_stable - st.backlog + 1)} still "
-                f"in Redis (more than ROTATE_STATS_ALERT_BACKLOG_DAYS={limits.backlog_days}): "
-                "is the nightly run running? see its log, then `python -m rotate_stats`",
-            )
-        )
+        out.append(Problem("backlog", _backlog_detail(st, limits)))
     newest = st.newest_row
     if newest is not None and is_stale(newest, st.last_stable, limits.stale_after_days):
         out.append(
@@ -337,13 +398,39 @@ def _problems(st: Status, limits: StatusLimits, cli: str) -> list[Problem]:
                 "stuck-claims",
                 f"{len(stuck)} claim(s) left by a run that failed after claiming ({shown}), "
                 f"untouched for {limits.stuck_claim_after:g}s or more with no run holding the "
-                "lock: the next run commits them; run `python -m rotate_stats` and read its error",
+                f"lock: the next run commits them; run `{command()}` and read its error",
             )
         )
     stale_lock = _stale_lock(st, limits.lock_ttl, cli)
     if stale_lock:
         out.append(Problem("stale-lock", stale_lock))
     return out
+
+
+def _backlog_detail(st: Status, limits: StatusLimits) -> str:
+    """What the backlog means: the nightly run is asked about only when the newest row
+    says it is late; otherwise the dates are held by bad data or wait for the next run."""
+    dates = [iso(d) for d in st.backlog_list]
+    shown = ", ".join(dates[:5]) + (f" and {len(dates) - 5} more" if len(dates) > 5 else "")
+    head = (
+        f"{st.backlog} stable date(s) with keys still in Redis ({shown}; more than "
+        f"ROTATE_STATS_ALERT_BACKLOG_DAYS={limits.backlog_days})"
+    )
+    newest = st.newest_row
+    if newest is not None and is_stale(newest, st.last_stable, limits.stale_after_days):
+        return (
+            f"{head}, and the newest row is {newest}: is the nightly run running? see its "
+            f"log, then `{command()}`"
+        )
+    bad = {b.unix_date for b in st.bad_dates}
+    held = sum(d in bad for d in st.backlog_list)
+    why = f"{held} held by bad data (see bad-data), " if held else ""
+    runs = (
+        f"the nightly run is keeping up (newest row {newest})"
+        if newest is not None
+        else "no database given: whether the nightly run is late is unknown"
+    )
+    return f"{head}: {why}{runs}; the next run (`{command()}`) rotates what it can"
 
 
 def _stale_lock(st: Status, lock_ttl: float, cli: str) -> str:
@@ -367,9 +454,19 @@ def _stale_lock(st: Status, lock_ttl: float, cli: str) -> str:
     )
 
 
-def _durability(side: RedisSide) -> str:
-    fence = side.resolve_fence("auto")
-    return fence.description + (f"; WARNING: {fence.warning}" if fence.warning else "")
+def _durability(side: RedisSide, setting: str) -> tuple[str, Problem | None]:
+    """The fence the runs use (``ROTATE_STATS_REDIS_FENCE``), and a problem when this
+    server cannot give it (every run would stop). An explicit ``none`` is an
+    acknowledged choice: its warning is shown as such, not as a WARNING."""
+    try:
+        fence = side.resolve_fence(setting)
+    except ConfigError as exc:
+        return f"{setting}: not available on this server", Problem("fence", str(exc))
+    if not fence.warning:
+        return fence.description, None
+    if setting == "none":
+        return f"{fence.description}; acknowledged: {fence.warning}", None
+    return f"{fence.description}; WARNING: {fence.warning}", None
 
 
 PRUNE_MIN_AGE_DAYS = 7.0

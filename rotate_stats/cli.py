@@ -252,10 +252,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 reconfigure(errors="backslashreplace")
         signal.signal(signal.SIGTERM, _stop)
     _Stderr.json = _wanted_log_format(args_list, env) == "json"
+    is_process = argv is None
     _Stderr.run_id = None
     try:
         args = parse_args(args_list)
         args.run_id = _Stderr.run_id = new_run_id()
+        args.is_process = is_process
     except UsageError as exc:
         if not _Stderr.json:
             sys.stderr.write(exc.usage)
@@ -322,9 +324,13 @@ def _main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             strict=getattr(args, "strict", None),
             batch_size=getattr(args, "batch_size", None),
         )
+        from .invocation import set_command
         from .logs import setup_logging
 
         setup_logging(settings.log_level, settings.log_format, args.run_id)
+        # the command every hint names: ROTATE_STATS_COMMAND (the cron wrapper), else
+        # how this process was started (a program, not main() called from Python)
+        set_command(settings.command, process=args.is_process)
         return COMMAND_FUNCTIONS[args.command](args, settings)
     except ConfigError as exc:
         return _fail(args.format, ExitCode.USAGE, f"error: {exc}")
@@ -528,6 +534,9 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         settings.stale_after_days,
         settings.stuck_claim_after,
         settings.lock_ttl,
+        fence=settings.redis_fence,
+        allow_eviction=settings.allow_eviction,
+        max_backlog_days=settings.max_backlog_days,
     )
     with ExitStack() as stack:
         store = None
@@ -554,6 +563,7 @@ def _cmd_rotate(args: argparse.Namespace, settings: Settings) -> int:
     first = args.date if args.date is not None else args.from_
     last = args.date if args.date is not None else args.to
     progress = Progress(sys.stderr)  # long backfills: a bar on a TTY, else log lines
+    started: list[RotationReport] = []  # the report as it fills in: a signal may stop the run
     if args.from_ is not None and args.to is None:
         last = last_stable(time.time())  # `--from D` alone: D through the last stable date
     options = RotateOptions(
@@ -571,10 +581,17 @@ def _cmd_rotate(args: argparse.Namespace, settings: Settings) -> int:
         fence_timeout_ms=int(settings.redis_fence_timeout * 1000),
         stale_after_days=settings.stale_after_days,
         progress=progress,
+        on_report=started.append,
     )
     with closing(open_store(settings)) as store, closing(open_redis(settings.redis_url)) as client:
         try:
             report = rotate(client, store, options, run_id=args.run_id)
+        except (SystemExit, KeyboardInterrupt):
+            # stopped by SIGTERM or Ctrl-C mid-run: the metrics count what was done and
+            # the claims left pending (issue 17, item 5a)
+            if args.monitor is not None and started:
+                args.monitor.observe(started[0], client)
+            raise
         finally:
             progress.close()
         if args.monitor is not None:

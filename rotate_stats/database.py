@@ -26,6 +26,7 @@ from . import family
 from .dates import iso
 from .errors import DataError, NotMigrated, StoreError
 from .invariants import DayCounts
+from .invocation import command
 from .migrations import Migration, load
 
 Statement = tuple[str, tuple[object, ...]]
@@ -115,7 +116,7 @@ def require_migrated(store: Store) -> None:
     """Raise NotMigrated naming the pending migrations, DataError for a foreign table."""
     pending = pending_migrations(store)
     if pending:
-        raise NotMigrated(pending)
+        raise NotMigrated(pending, migrate=command("migrate"))
     verify_table_shape(store)
 
 
@@ -470,7 +471,9 @@ class SqliteStore:
         except sqlite3.Error as exc:
             if not create and not os.path.exists(path):
                 raise NotMigrated(
-                    [m.name for m in load()], missing_file=os.path.abspath(path)
+                    [m.name for m in load()],
+                    missing_file=os.path.abspath(path),
+                    migrate=command("migrate"),
                 ) from None
             raise StoreError(self.description, f"cannot open database: {exc}") from exc
         try:

@@ -266,7 +266,13 @@ class LockHeld(RotateStatsError):
 class NotMigrated(RotateStatsError):
     """The database is missing migrations this version needs."""
 
-    def __init__(self, pending: list[str], missing_file: str | None = None) -> None:
+    def __init__(
+        self,
+        pending: list[str],
+        missing_file: str | None = None,
+        migrate: str = "rotate-stats migrate",
+    ) -> None:
+        """``migrate`` is the command that migrates (``invocation.command("migrate")``)."""
         self.pending = pending
         self.missing_file = missing_file
         """The SQLite file that does not exist (only ``migrate`` creates one), or None."""
@@ -274,12 +280,11 @@ class NotMigrated(RotateStatsError):
             super().__init__(
                 f"the SQLite database {missing_file} does not exist (only `migrate` creates "
                 "one): check the path in ROTATE_STATS_DATABASE_URL / --database-url, or run "
-                "`python -m rotate_stats migrate` to create it"
+                f"`{migrate}` to create it"
             )
             return
         super().__init__(
-            f"the database is not migrated (pending: {', '.join(pending)}); "
-            "run `python -m rotate_stats migrate` first"
+            f"the database is not migrated (pending: {', '.join(pending)}); run `{migrate}` first"
         )
 
 

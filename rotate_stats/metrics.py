@@ -14,6 +14,9 @@ rotate_stats_last_exit_code                 the last run's exit code
 rotate_stats_duration_seconds               how long the last run took
 rotate_stats_dates{state}                   dates of the last run, by state
 rotate_stats_findings{invariant}            invariant findings of the last run
+rotate_stats_bad_dates                      dates the last run left in Redis with bad data
+rotate_stats_bad_date{date,key,field,...}   1 per such date: where the bad value is, what
+                                            it is, and the commands that repair it
 rotate_stats_backlog_days                   stable dates still in Redis after the run
 rotate_stats_pending_claims                 claims still in Redis after the run
 rotate_stats_refused_writes                 late writes the recorder refused, ever
@@ -32,7 +35,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 SUCCESS_EXIT_CODES = frozenset({0, 3})
@@ -56,6 +59,8 @@ class RunMetrics:
     backlog_days: int | None = None
     pending_claims: int | None = None
     refused_writes: int | None = None
+    bad_dates: Sequence[Mapping[str, str]] = ()
+    """Per bad date, its labels: date, key, field, value, expected, repair."""
 
 
 def escape_label(value: str) -> str:
@@ -101,6 +106,20 @@ def render(m: RunMetrics) -> str:
         "Invariant findings of the last rotation run, by invariant.",
         [(f'{{invariant="{escape_label(k)}"}}', v) for k, v in sorted(m.findings.items())],
     )
+    metric(
+        "bad_dates",
+        "Dates the last rotation run left in Redis with bad data (exit 1 until repaired).",
+        [("", len(m.bad_dates))],
+    )
+    if m.bad_dates:
+        metric(
+            "bad_date",
+            "A date the last run left in Redis with bad data: key, field, value, repair.",
+            [
+                ("{" + ",".join(f'{k}="{escape_label(v)}"' for k, v in b.items()) + "}", 1)
+                for b in m.bad_dates
+            ],
+        )
     if m.backlog_days is not None:
         metric(
             "backlog_days",

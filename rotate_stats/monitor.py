@@ -20,11 +20,12 @@ from typing import Any
 from . import family
 from .dates import iso, last_stable
 from .errors import ConfigError, mask_text
+from .health import backlog_dates
 from .heartbeat import ping, url_problem
 from .invariants import Invariant
 from .metrics import SUCCESS_EXIT_CODES, RunMetrics, write_metrics
 from .render import printable
-from .report import EXIT_MEANINGS, DateState, ExitCode, RotationReport
+from .report import EXIT_MEANINGS, BadDate, DateState, ExitCode, RotationReport
 
 log = logging.getLogger("rotate_stats")
 
@@ -109,14 +110,21 @@ class RunMonitor:
             self.pending_claims = 0 if report.error is None else None
         earliest = side.read_earliest()
         stable = last_stable(report.started_at)  # the run's own view of "now"
-        self.backlog_days = 0 if earliest is None else max(0, stable - earliest + 1)
+        # status's rule: the stable dates from earliest on that have keys
+        waiting = [] if earliest is None else list(range(earliest, stable + 1))
+        keys = {d: family.live_keys(d) + family.claim_keys(d) for d in waiting}
+        have = side.existing([k for ks in keys.values() for k in ks])
+        keyed = [d for d, ks in keys.items() if any(k in have for k in ks)]
+        self.backlog_days = len(backlog_dates(keyed, earliest, stable))
 
     def metrics(self, exit_code: int) -> RunMetrics:
         """What the metrics file will say."""
         finished = self.clock()
         dates = dict.fromkeys((s.value for s in DateState), 0)
         findings = dict.fromkeys((i.value for i in Invariant), 0)
+        bad: list[dict[str, str]] = []
         if self.report is not None:
+            bad = [_labels(b) for b in self.report.bad_dates]
             dates.update(Counter(o.state.value for o in self.report.outcomes))
             for f in self.report.findings:  # the summary finding of a group counts its rest
                 more = _MORE.match(f.detail)
@@ -130,6 +138,7 @@ class RunMonitor:
             backlog_days=self.backlog_days,
             pending_claims=self.pending_claims,
             refused_writes=self.refused_writes,
+            bad_dates=bad,
         )
 
     def finish(self, exit_code: int) -> None:
@@ -162,3 +171,20 @@ class RunMonitor:
             if report.error:
                 text += f"; error: {report.error}"
         return printable(mask_text(text))
+
+
+LABEL_CHARACTERS = 500
+"""A bad date's label values are cut to this many characters (a value may be any text)."""
+
+
+def _labels(bad: BadDate) -> dict[str, str]:
+    """A bad date as metric labels: masked, printable, bounded."""
+    values = {
+        "date": iso(bad.unix_date),
+        "key": bad.key,
+        "field": "" if bad.field is None else bad.field,
+        "value": bad.value,
+        "expected": bad.expected,
+        "repair": bad.repair,
+    }
+    return {k: printable(mask_text(v))[:LABEL_CHARACTERS] for k, v in values.items()}

@@ -731,7 +731,20 @@ class RedisSide:
     # -- read-only views ---------------------------------------------------------------------
 
     def peek(self, dates: Sequence[int]) -> list[tuple[DayCounts, DayCounts | None]]:
-        """(live counts, pending claim or None) per date, read without changing anything."""
+        """(live counts, pending claim or None) per date, read without changing anything;
+        DataError for the first date with bad data."""
+        out: list[tuple[DayCounts, DayCounts | None]] = []
+        for found in self.peek_each(dates):
+            if isinstance(found, DataError):
+                raise found
+            out.append(found)
+        return out
+
+    def peek_each(
+        self, dates: Sequence[int]
+    ) -> list[tuple[DayCounts, DayCounts | None] | DataError]:
+        """``peek`` per date: a date with bad data (a key of the wrong type, a value that
+        is not a 64-bit integer) gives its DataError, and the other dates are read."""
         pipe = self.client.pipeline(transaction=False)
         for d in dates:
             for key in family.live_keys(d) + family.claim_keys(d):
@@ -743,21 +756,29 @@ class RedisSide:
         keys: list[list[str]] = []
         lengths: list[list[int]] = []
         pending: list[bool] = []
+        bad: dict[int, DataError] = {}
         for i, d in enumerate(dates):
             chunk = replies[i * width : (i + 1) * width]
             names = family.live_keys(d) + family.claim_keys(d)
             for name, kind in zip(names, chunk[0:-1:2], strict=True):
-                if _text(kind) not in ("hash", "none"):
-                    raise DataError(name, None, f"a {_text(kind)}", "a hash")
+                if _text(kind) not in ("hash", "none") and d not in bad:
+                    bad[d] = DataError(name, None, f"a {_text(kind)}", "a hash")
             keys.append(names)
-            lengths.append([int(x) for x in chunk[1:-1:2]])
+            lengths.append([0 if d in bad else int(x) for x in chunk[1:-1:2]])
             pending.append(bool(chunk[-1]))
         hashes, _ = self._read_hashes(keys, lengths)
-        out: list[tuple[DayCounts, DayCounts | None]] = []
+        out: list[tuple[DayCounts, DayCounts | None] | DataError] = []
         for d, found, has_claim in zip(dates, hashes, pending, strict=True):
+            if d in bad:
+                out.append(bad[d])
+                continue
             n = family.KEYS_PER_DATE
-            live = day_from_hashes(family.live_keys(d), found[:n])
-            claimed = day_from_hashes(family.claim_keys(d), found[n:])
+            try:
+                live = day_from_hashes(family.live_keys(d), found[:n])
+                claimed = day_from_hashes(family.claim_keys(d), found[n:])
+            except DataError as exc:
+                out.append(exc)
+                continue
             out.append((live, claimed if has_claim else None))
         return out
 

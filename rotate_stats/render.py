@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from .dates import iso
 from .family import EVENTS
-from .report import DateState, RotationReport
+from .invocation import command
+from .report import BadDate, DateState, RotationReport
 
 if TYPE_CHECKING:
     from .checks import CheckReport, Status
@@ -94,6 +95,9 @@ def render_report(report: RotationReport) -> str:
         summary += f"; earliest {before} -> {earliest_text(report.earliest_after)}"
     lines.append(summary)
     lines += report.notes
+    if report.bad_dates:
+        lines.append(plural(len(report.bad_dates), "date") + " left in Redis with bad data:")
+        lines += [f"bad data {iso(b.unix_date)}: {b.describe()}" for b in report.bad_dates]
     findings = report.findings
     lines.append("no invariant findings" if not findings else plural(len(findings), "finding"))
     lines += [finding_line(f.as_dict()) for f in findings]
@@ -124,6 +128,8 @@ def render_status(st: Status, database: str | None) -> str:
     earliest = earliest_text(st.earliest)
     if st.earliest is not None:
         earliest += f" (unix date {st.earliest})"
+    if st.earliest_held:
+        earliest += f", held by {st.earliest_held}"
     if st.earliest_error:
         earliest = f"unusable: {st.earliest_error}"
     lock = "free"
@@ -151,13 +157,15 @@ def render_status(st: Status, database: str | None) -> str:
     items: list[tuple[str, str]] = [
         ("earliest", earliest),
         ("last stable date", iso(st.last_stable)),
-        ("backlog", plural(st.backlog, "date")),
+        ("backlog", plural(st.backlog, "date") + _dates_list(st.backlog_list)),
+        ("bad data", some([f"{iso(b.unix_date)} ({_where(b)})" for b in st.bad_dates])),
         ("lock", lock),
         ("claims", some(claims) if claims else "none"),
         ("orphaned keys", orphaned),
         ("refused writes", refused),
         ("unknown keys", some(st.unknown_keys)),
         ("durability", st.durability or "unknown"),
+        ("eviction policy", st.maxmemory_policy or "unknown (CONFIG disabled)"),
     ]
     if database is None:
         items.append(("database", "skipped (no --database-url / ROTATE_STATS_DATABASE_URL given)"))
@@ -168,10 +176,19 @@ def render_status(st: Status, database: str | None) -> str:
             ("newest row", st.newest_row or "none"),
             (
                 "pending migrations",
-                f"{pending} (run `python -m rotate_stats migrate`)" if pending else "none",
+                f"{pending} (run `{command('migrate')}`)" if pending else "none",
             ),
         ]
     width = max(len(label) for label, _ in items)
     verdict = "healthy" if not st.problems else plural(len(st.problems), "problem")
     lines = [f"status: {verdict}"] + [f"  PROBLEM {p.check}: {p.detail}" for p in st.problems]
     return "\n".join(lines + [f"{label + ':':<{width + 1}} {value}" for label, value in items])
+
+
+def _dates_list(dates: Sequence[int]) -> str:
+    return f" with keys: {some([iso(d) for d in dates])}" if dates else " with keys"
+
+
+def _where(bad: BadDate) -> str:
+    where = bad.key if bad.field is None else f"{bad.key} field {bad.field!r}"
+    return f"{where}: found {bad.value!r}"

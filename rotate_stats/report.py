@@ -107,6 +107,39 @@ class DateOutcome:
         }
 
 
+@dataclass(frozen=True)
+class BadDate:
+    """A date left in Redis because of bad data (or a row its counts cannot be added to):
+    where the culprit is, what was found and expected, and the commands that repair it
+    (``health.bad_date``). Every bad date of a run is reported, not only the first."""
+
+    unix_date: int
+    key: str
+    field: str | None
+    value: str
+    expected: str
+    message: str
+    """The whole error, as logged."""
+    repair: str = ""
+    """The commands that inspect and repair it, then rotate the date ("" when the message
+    says what to do instead)."""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "date": iso(self.unix_date),
+            "key": self.key,
+            "field": self.field,
+            "value": self.value,
+            "expected": self.expected,
+            "error": self.message,
+            "repair": self.repair,
+        }
+
+    def describe(self) -> str:
+        """The error, then its repair commands."""
+        return f"{self.message}. To fix it - {self.repair}" if self.repair else self.message
+
+
 @dataclass
 class RotationReport:
     """What a run did, in order. Built while the run proceeds, so it is complete on errors too."""
@@ -121,6 +154,8 @@ class RotationReport:
     earliest_after: str | None = None
     outcomes: list[DateOutcome] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    bad_dates: list[BadDate] = field(default_factory=list)
+    """Dates left in Redis with bad data, each named (the run's error sums them up)."""
     error: str | None = None
     error_exit: ExitCode = ExitCode.FAILURE
     finished_at: float | None = None
@@ -151,6 +186,7 @@ class RotationReport:
             "earliest_after_unix_date": _unix_or_none(self.earliest_after),
             "outcomes": [o.as_dict() for o in self.outcomes],
             "notes": list(self.notes),
+            "bad_dates": [b.as_dict() for b in self.bad_dates],
             "error": self.error,
             "exit_code": int(self.exit_code),
             "started_at": self.started_at,

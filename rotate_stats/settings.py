@@ -108,6 +108,11 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
         "log_format",
         "text or json (one JSON object per log line, with the run id) (text)",
     ),
+    "ROTATE_STATS_COMMAND": (
+        "command",
+        "the command hints name to run this job again (set by the cron wrapper; "
+        "default: how this process was started)",
+    ),
     "ROTATE_STATS_REDIS_URL_FILE": (
         "redis_url",
         "file holding the Redis URL (a container secret); not with ROTATE_STATS_REDIS_URL",
@@ -160,6 +165,7 @@ class Settings:
     strict: bool = False
     log_level: str = "INFO"
     log_format: str = "text"
+    command: str | None = None
 
     def __post_init__(self) -> None:
         # Errors name the field; from_env renames them after the variable or flag.
@@ -197,6 +203,11 @@ class Settings:
             ("stuck_claim_after", 0 <= self.stuck_claim_after <= 864000, "seconds, 0 to 864000"),
             ("prune_min_age", 0 <= self.prune_min_age <= 36600, "days from 0 to 36600"),
             ("log_format", self.log_format in _LOG_FORMATS, "text or json"),
+            (
+                "command",
+                self.command is None or self.command.isprintable(),
+                "a command line on one line, without control characters",
+            ),
             (
                 "rqlite_ca_file",
                 self.rqlite_ca_file is None or os.path.isfile(self.rqlite_ca_file),

@@ -48,7 +48,7 @@ from .database import (
     require_migrated,
     sequence_floor,
 )
-from .dates import iso, last_stable, today
+from .dates import iso, last_stable, parse_iso, today
 from .errors import (
     ClaimBelowWatermark,
     ClockSkew,
@@ -58,7 +58,16 @@ from .errors import (
     ReadNotProven,
     RotateStatsError,
 )
-from .health import STALE_AFTER_DAYS, stale_newest_row, with_repair_hint
+from .health import (
+    STALE_AFTER_DAYS,
+    bad_date,
+    bad_dates_summary,
+    eviction_verdict,
+    oldest_row,
+    orphan_dates,
+    orphan_message,
+    stale_newest_row,
+)
 from .invariants import DayCounts, Finding, check_day
 from .redis_side import Claim, Cut, Fence, Proof, RedisSide, refuse_replica
 from .report import DateOutcome, DateState, ExitCode, RotationReport
@@ -99,6 +108,9 @@ class RotateOptions:
     this is a failure (wrong Redis database?), not "nothing to rotate" (issue 10, #8)."""
     progress: Callable[[int, int], None] | None = None
     """Called as ``progress(dates done, dates planned)`` after each batch of the walk."""
+    on_report: Callable[[RotationReport], None] | None = None
+    """Called with the run's report as soon as it exists (it fills in as the run goes
+    on): a caller that a signal stops mid-run still has what was done (the metrics)."""
 
 
 def plan(side: RedisSide, options: RotateOptions, now: float) -> tuple[list[int], int | None]:
@@ -137,9 +149,16 @@ def plan(side: RedisSide, options: RotateOptions, now: float) -> tuple[list[int]
             )
         first, last = earliest, stable
     count = last - first + 1  # checked before any list of dates is built
+    if count > options.max_backlog_days and options.first is not None:
+        raise ConfigError(  # a bad flag: exit 2
+            "--from/--to" if last != first else "--date",
+            f"{iso(first)}..{iso(last)} ({count} dates)",
+            f"a range of at most {options.max_backlog_days} dates "
+            "(ROTATE_STATS_MAX_BACKLOG_DAYS): split it into smaller ranges, or raise the limit",
+        )
     if count > options.max_backlog_days:
         raise DataError(
-            family.EARLIEST_KEY if options.first is None else "--from/--to",
+            family.EARLIEST_KEY,
             None,
             f"{iso(first)} ({count} dates to rotate)",
             f"at most {options.max_backlog_days} dates per run",
@@ -174,14 +193,20 @@ def rotate(
                 raise ClockSkew(now, server, options.max_clock_skew)
     run_id = run_id or uuid.uuid4().hex
     report = RotationReport(run_id, started_at=now, dry_run=options.dry_run, strict=options.strict)
+    if options.on_report is not None:
+        options.on_report(report)
     require_migrated(store)
     if not options.dry_run:
         refuse_replica(side)
-    eviction = _eviction_note(side, options.allow_eviction)
+    refusal, eviction = eviction_verdict(side.config("maxmemory-policy"), options.allow_eviction)
+    if refusal is not None:
+        raise refusal
     if eviction:
         report.notes.append(eviction)
         log.warning("%s", eviction)
     dates, earliest = plan(side, options, now)
+    if options.first is not None:
+        dates = _skip_before_first_row(side, store, dates, report)
     report.earliest_before = earliest
     if dates:
         report.first_date, report.last_date = dates[0], dates[-1]
@@ -228,7 +253,6 @@ def _walk(
     if not side.acquire_lock(run_id, options.lock_ttl_ms):
         holder, ttl = side.lock_holder()
         raise LockHeld(family.LOCK_KEY, holder, ttl)
-    bad: list[DataError] = []  # dates left in Redis with bad data; the walk goes on
     try:
         walk = _Walk(side, store, options, report, fence, *sequence_floor(store))
         for start in range(0, len(dates), options.batch_size):
@@ -249,17 +273,14 @@ def _walk(
                 iso(batch[-1]),
                 extra={"first_date": iso(batch[0]), "last_date": iso(batch[-1])},
             )
-            try:
-                proceed, again = _rotate_batch(walk, batch)
-                if proceed and again:
-                    # writes that landed while an earlier run's claim was pending, or
-                    # counts whose claim a failed-over Redis lost, are in live keys:
-                    # claim them now, so one run finishes the batch
-                    proceed, _ = _rotate_batch(walk, batch, retry=True)
-            except DataError as exc:  # a bad date stays in Redis; `earliest` stays there
-                bad.append(exc)
-                log.error("%s", exc)
-                proceed = True
+            # a bad date stays in Redis (`earliest` stays there); the walk goes on
+            proceed, again, bad = _rotate_batch(walk, batch)
+            if proceed and again and not bad:
+                # writes that landed while an earlier run's claim was pending, or
+                # counts whose claim a failed-over Redis lost, are in live keys:
+                # claim them now, so one run finishes the batch
+                proceed, _, bad = _rotate_batch(walk, batch, retry=True)
+            _report_bad(side, report, bad)
             if options.progress is not None:
                 options.progress(min(start + options.batch_size, len(dates)), len(dates))
             if not proceed:
@@ -269,25 +290,34 @@ def _walk(
         log.error("%s", exc)
     finally:
         side.release_lock(run_id)
-    if bad and report.error is None:
-        more = f" (and {len(bad) - 1} more batch(es) with bad data, logged)" if len(bad) > 1 else ""
-        report.error = with_repair_hint(bad[0], side.client) + more
+    if report.bad_dates and report.error is None:
+        report.error = bad_dates_summary(report.bad_dates)
+
+
+def _report_bad(side: RedisSide, report: RotationReport, bad: dict[int, DataError]) -> None:
+    """Name every bad date of a batch, with its repair commands: in the log now, in the
+    report (text, JSON, metrics) at the end (issue 17, item 2)."""
+    for d in sorted(bad):
+        found = bad_date(d, bad[d], side.client)
+        report.bad_dates.append(found)
+        log.error(
+            "%s",
+            found.describe(),
+            extra={"date": iso(d), "key": found.key, "field": found.field},
+        )
 
 
 def _orphans(side: RedisSide, now: float, max_days: int) -> tuple[str, str]:
     """(error, warning): stats keys no normal run will visit; unknown dated keys.
 
-    Stats keys of stable dates below ``earliest`` (or with ``earliest`` absent)
-    come from a writer that did not lower it, or a deleted ``earliest``. Nothing
-    is changed for them: the error gives the command that rotates them (in
-    chunks the backlog limit accepts). A key is only reported if it still
-    exists, and is still below ``earliest``, after the scan: a writer between
-    its increment and its ``earliest`` update is not an orphan. Keys of the
-    namespace that this job does not know (``...:{d}:extra:cancelled``, a date
-    past 9999) are only a warning: no command of ours would rotate them.
-    Costs one SCAN of the keyspace.
+    Which dates are orphaned, and the command that rotates them, is
+    ``health.orphan_dates`` / ``orphan_message`` (``status`` says the same). Nothing
+    is changed for them. A key is only reported if it still exists, and is still
+    below ``earliest``, after the scan: a writer between its increment and its
+    ``earliest`` update is not an orphan. Keys of the namespace that this job does
+    not know (``...:{d}:extra:cancelled``, a date past 9999) are only a warning: no
+    command of ours would rotate them. Costs one SCAN of the keyspace.
     """
-    stable = last_stable(now)
     dated, unknown = side.scan_keys()
     warning = ""
     if unknown:
@@ -300,53 +330,49 @@ def _orphans(side: RedisSide, now: float, max_days: int) -> tuple[str, str]:
         earliest = side.read_earliest()  # as it is after the walk and the scan
     except DataError:
         return "", warning  # reported by the next run's plan
-    candidates = {
-        d: keys for d, keys in dated.items() if d <= stable and (earliest is None or d < earliest)
-    }
+    candidates = {d: dated[d] for d in orphan_dates(dated, earliest, last_stable(now))}
     still = side.existing([k for keys in candidates.values() for k in keys])
     found = sorted(d for d, keys in candidates.items() if any(k in still for k in keys))
     if not found:
         return "", warning
     keys = sum(1 for d in found for k in candidates[d] if k in still)
-    where = "is absent" if earliest is None else f"is {iso(earliest)}"
-    last = found[-1] if earliest is None else min(stable, earliest - 1)
-    chunk_last = min(last, found[0] + max_days - 1)
-    command = f"`python -m rotate_stats --from {iso(found[0])} --to {iso(chunk_last)}`"
-    if chunk_last < last:
-        command += (
-            f", then on up to {iso(last)} in ranges of at most {max_days} dates "
-            "(ROTATE_STATS_MAX_BACKLOG_DAYS)"
-        )
-    error = (
-        f"{keys} stats key(s) for {len(found)} date(s) from {iso(found[0])} to {iso(found[-1])} "
-        f"will never be rotated: {family.EARLIEST_KEY} {where}; rotate them with {command}"
-    )
-    return error, warning
+    return orphan_message(found, keys, earliest, max_days), warning
 
 
-def _eviction_note(side: RedisSide, allowed: bool) -> str:
-    """A warning to print, or raise ConfigError for an evicting policy not allowed.
+def _skip_before_first_row(
+    side: RedisSide, store: Store, dates: list[int], report: RotationReport
+) -> list[int]:
+    """An explicit range without its leading dates that have no keys and come before
+    the table's first row (all of them on an empty table): those are left alone, and a
+    note says so. A zero row is written for a date without keys only from the first row
+    on (issue 17, item 5b): before it, "no traffic" and "data never reached Redis"
+    cannot be told apart. Once a date with keys is rotated it is the first row, so the
+    rest of the range is inside the rule."""
+    oldest = oldest_row(store)
+    first_row = parse_iso(oldest) if oldest is not None else None
+    skip = 0
+    while skip < len(dates) and (first_row is None or dates[skip] < first_row):
+        chunk = [d for d in dates[skip : skip + 64] if first_row is None or d < first_row]
+        have = side.existing([k for d in chunk for k in _all_keys(d)])
+        keyed = next((d for d in chunk if any(k in have for k in _all_keys(d))), None)
+        if keyed is not None:
+            skip = dates.index(keyed)
+            break
+        skip += len(chunk)
+    if skip:
+        where = f"the table's first row {oldest}" if oldest else "any row (the table is empty)"
+        note = (
+            f"{iso(dates[0])}..{iso(dates[skip - 1])}: no keys in Redis and before {where}: "
+            "left alone (a date without keys gets a zero row only from the first row to the "
+            "last stable date)"
+        )
+        report.notes.append(note)
+        log.warning("%s", note)
+    return dates[skip:]
 
-    Under ``allkeys-*`` Redis may evict any key when memory runs out - a pending
-    claim too, whose counts would then be lost. Claim keys are PERSISTed, so the
-    ``volatile-*`` policies cannot evict them.
-    """
-    policy = side.config("maxmemory-policy")
-    if policy is None:
-        return (
-            "cannot read maxmemory-policy (CONFIG is disabled): make sure Redis does not use "
-            "an allkeys-* policy, which may evict a pending claim"
-        )
-    if not policy.startswith("allkeys-"):
-        return ""
-    if not allowed:
-        raise ConfigError(
-            "Redis maxmemory-policy",
-            policy,
-            "noeviction or a volatile-* policy (allkeys-* may evict a pending claim and lose "
-            "its counts); set ROTATE_STATS_ALLOW_EVICTION=1 to run anyway",
-        )
-    return f"maxmemory-policy is {policy}: a pending claim may be evicted (allowed)"
+
+def _all_keys(d: int) -> list[str]:
+    return family.live_keys(d) + family.claim_keys(d) + [family.claim_id_key(d)]
 
 
 def _nothing_to_do(earliest: int | None, now: float) -> str:
@@ -374,8 +400,10 @@ class _Walk:
     the commit's own guard still refuses a claim a racing prune covered)."""
 
 
-def _rotate_batch(walk: _Walk, batch: list[int], retry: bool = False) -> tuple[bool, bool]:
-    """One batch; returns (go on, run the batch again).
+def _rotate_batch(
+    walk: _Walk, batch: list[int], retry: bool = False
+) -> tuple[bool, bool, dict[int, DataError]]:
+    """One batch; returns (go on, run the batch again, the bad dates).
 
     The batch's dates are claimed in one round trip (RENAMEs), then read,
     checked, proven, committed and released in groups of at most ``max_fields``
@@ -387,8 +415,8 @@ def _rotate_batch(walk: _Walk, batch: list[int], retry: bool = False) -> tuple[b
     Redis before its commit (a failover: its counts are in the live keys).
 
     A date that cannot be claimed or parsed is left in (or given back to) Redis
-    and the batch's other dates go on; its DataError is raised at the end, after
-    the dates before it were committed.
+    and the batch's other dates go on; every such date is returned with its
+    DataError (all of them: each is reported).
     """
     side, options = walk.side, walk.options
     cuts, errors = side.cut(batch, walk.report.run_id, walk.floor)
@@ -408,9 +436,7 @@ def _rotate_batch(walk: _Walk, batch: list[int], retry: bool = False) -> tuple[b
         go_on, group_again = _rotate_group(walk, group, retry, state, errors)
         again = again or group_again
     _give_back(side, rest)  # after a stop: the fresh claims not reached
-    if errors:
-        raise errors[min(errors)]
-    return go_on, again
+    return go_on, again, errors
 
 
 MAX_PROOF_ROUNDS = 3
@@ -522,7 +548,6 @@ def _rotate_group(
     committed = [c for c in decision.committed if c.unix_date not in proof.missing]
     for d, error in _watermarked(walk, committed).items():
         errors[d] = error
-        log.error("%s", error)
     committed = [c for c in committed if c.unix_date not in errors]
     findings, existing = decision.findings, decision.existing
     retrieved_at = time.time()
@@ -749,7 +774,10 @@ def _log_outcome(outcome: DateOutcome) -> None:
     # a merge adds to the row: its counts are increments, shown with "+"
     sign = "+" if outcome.state is DateState.MERGED else ""
     date = iso(outcome.unix_date)
-    log.info(
+    # a date without keys is no news: at INFO they would drown the progress bar
+    quiet = outcome.state in (DateState.ZERO_ROW, DateState.UNCHANGED) and not outcome.findings
+    log.log(
+        logging.DEBUG if quiet else logging.INFO,
         "%s %s requested=%s%d%s",
         date,
         outcome.state.value,
@@ -778,11 +806,21 @@ def _dry_run(
     options: RotateOptions,
     report: RotationReport,
 ) -> None:
-    """Describe what a run would do, touching nothing (no lock, no claim, no write)."""
+    """Describe what a run would do, touching nothing (no lock, no claim, no write).
+    A date with bad data is in the plan, marked, and named like a run names it."""
     for start in range(0, len(dates), options.batch_size):
         batch = dates[start : start + options.batch_size]
         existing = _rows_by_date(store, batch)
-        for d, (live, pending) in zip(batch, side.peek(batch), strict=True):
+        bad: dict[int, DataError] = {}
+        for d, peeked in zip(batch, side.peek_each(batch), strict=True):
+            if isinstance(peeked, DataError):
+                bad[d] = peeked
+                detail = "bad data: would be left in Redis (see the error)"
+                report.outcomes.append(
+                    DateOutcome(d, DateState.PLANNED, DayCounts(), (), "", detail)
+                )
+                continue
+            live, pending = peeked
             row = existing.get(d)
             claimed = live if pending is None else pending.plus(live)
             parts = []
@@ -798,3 +836,6 @@ def _dry_run(
             report.outcomes.append(
                 DateOutcome(d, DateState.PLANNED, claimed, found, "", "; ".join(parts))
             )
+        _report_bad(side, report, bad)
+    if report.bad_dates and report.error is None:
+        report.error = bad_dates_summary(report.bad_dates)

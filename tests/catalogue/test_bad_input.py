@@ -295,7 +295,7 @@ def _backlog(ctx: Ctx) -> Expect:
 def _no_earliest(ctx: Ctx) -> Expect:
     foreign_job(ctx.redis, D + 2, "greeting", "completed")
     ctx.redis.delete(EARLIEST)
-    command = f"python -m rotate_stats --from {iso(D)} --to {iso(D + 2)}"
+    command = f"rotate-stats --from {iso(D)} --to {iso(D + 2)}"  # main() in-process: the default
     return Expect(1, (iso(D), iso(D + 2), f"{EARLIEST} is absent", command))
 
 
@@ -304,7 +304,8 @@ def _below_earliest(ctx: Ctx) -> Expect:
     now = time.time()
     foreign_job(ctx.redis, today(now) - 1, "sync", "completed")  # yesterday: not stable yet
     ctx.redis.set(EARLIEST, today(now) - 1)  # a writer that did not lower it for D
-    command = f"python -m rotate_stats --from {iso(D)} --to {iso(last_stable(now))}"
+    # the narrow range: the dates that have keys (issue 17, item 5c)
+    command = f"rotate-stats --from {iso(D)} --to {iso(D)}`"
     return Expect(1, (iso(D), f"{EARLIEST} is {iso(today(now) - 1)}", command))
 
 
@@ -326,7 +327,7 @@ def _corrupt_row(ctx: Ctx) -> Expect:
 
 @case(DB_CASES, "unmigrated-database", migrated=False)
 def _unmigrated(ctx: Ctx) -> Expect:
-    return Expect(1, ("not migrated", "0001_journal_chat_job_stats", "rotate_stats migrate"))
+    return Expect(1, ("not migrated", "0001_journal_chat_job_stats", "rotate-stats migrate"))
 
 
 @case(DB_CASES, "lock-held-by-another-run")

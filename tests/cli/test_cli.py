@@ -187,7 +187,8 @@ def test_status_reports_backlog_and_lock(
     redis_client.set(family.LOCK_KEY, "someone", px=60_000)
     data = json.loads(run("status", "--format", "json", database=database).stdout)
     assert data["earliest"] == "2024-01-02" and data["lock_holder"] == "someone"
-    assert data["backlog_dates"] == last_stable(time.time()) - parse_iso("2024-01-02") + 1
+    # the stable dates with keys (issue 17, item 3), not every date since earliest
+    assert data["backlog_dates"] == 1 and data["backlog"] == ["2024-01-02"]
 
 
 def test_help_lists_exit_codes_and_variables(run: Run) -> None:

@@ -150,7 +150,9 @@ def test_status_exit_code_and_json_for_alerting(run: Run, redis_client: redis.Re
 def test_status_thresholds_from_the_environment(run: Run, redis_client: redis.Redis) -> None:
     import time
 
-    redis_client.set(family.EARLIEST_KEY, last_stable(time.time()) - 4)  # 5 dates behind
+    for d in range(last_stable(time.time()) - 4, last_stable(time.time()) + 1):
+        redis_client.hincrby(family.counts_key(d), "requested", 1)  # 5 dates with keys
+    redis_client.set(family.EARLIEST_KEY, last_stable(time.time()) - 4)
     assert run("status").returncode == 1
     assert run("status", env={"ROTATE_STATS_ALERT_BACKLOG_DAYS": "5"}).returncode == 0
 

@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import require_binary
 
 STUB = """#!/bin/sh
-env | grep '^ROTATE_STATS_' | sort | sed 's/^/stub env: /'
+env | grep '^ROTATE_STATS_' | grep -v '^ROTATE_STATS_COMMAND=' | sort | sed 's/^/stub env: /'
+echo "stub command: ${ROTATE_STATS_COMMAND-unset}"
 echo "stub args: $*"
 echo "stub cwd: $(pwd)"
 exit "${STUB_EXIT:-0}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import getpass
 import os
 import signal
 import subprocess
@@ -453,3 +454,20 @@ def test_ctrl_c_on_a_run_by_hand_stops_the_job(site: Path) -> None:
     assert proc.returncode == 130
     assert "job finished" not in stdout
     assert stdout.rstrip().endswith("(exit 130)") and "stopped by SIGINT" in stdout, stdout
+
+
+def test_the_job_is_told_the_command_its_hints_name(site: Path) -> None:
+    """Issue 17, item 4: every repair hint said `python -m rotate_stats`, which the
+    deployed host cannot run (the service's venv is not on root's PATH). The wrapper
+    exports ROTATE_STATS_COMMAND: itself, behind runuser for a service user; an
+    environment file's own value is kept."""
+    result = run(site)
+    (line,) = [ln for ln in result.stdout.splitlines() if ln.startswith("stub command: ")]
+    wrapper = str(WRAPPER.resolve())
+    expected = wrapper if os.getuid() == 0 else f"runuser -u {getpass.getuser()} -- {wrapper}"
+    assert line == f"stub command: {expected}"
+    (site / "rotate-stats.env").write_text(
+        "ROTATE_STATS_COMMAND=kubectl exec job -- rotate-stats\n"
+    )
+    result = run(site)
+    assert "stub command: kubectl exec job -- rotate-stats" in result.stdout.splitlines()

@@ -242,7 +242,7 @@ def test_dry_run_touches_nothing(redis_client: redis.Redis, store: Store) -> Non
 def test_unmigrated_store_is_refused(redis_client: redis.Redis, bare_store: Store) -> None:
     foreign_job(redis_client, D, "sync", "completed")
     before = redis_dump(redis_client)
-    with pytest.raises(NotMigrated, match="rotate_stats migrate"):
+    with pytest.raises(NotMigrated, match="rotate-stats migrate"):
         rotate(redis_client, bare_store, now=NOW)
     assert redis_dump(redis_client) == before
 

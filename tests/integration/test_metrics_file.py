@@ -72,6 +72,8 @@ def test_refusals_and_backlog(redis_client: redis.Redis, sqlite: Store, tmp_path
     report = rotate(redis_client, sqlite, now=NOW)
     monitor.observe(report, redis_client)
     redis_client.set(family.EARLIEST_KEY, D + 1)
+    for d in (D + 1, D + 2, D + 3):  # three stable dates with keys wait
+        redis_client.hincrby(family.counts_key(d), "requested", 1)
     monitor._read_redis(report, redis_client)  # as if the run had left them
     monitor.finish(0)
     samples = _samples(path)

@@ -64,6 +64,7 @@ def test_every_known_variable_is_read() -> None:
         "ROTATE_STATS_STUCK_CLAIM_AFTER": "600",
         "ROTATE_STATS_PRUNE_MIN_AGE": "0.5",
         "ROTATE_STATS_LOG_FORMAT": "JSON",
+        "ROTATE_STATS_COMMAND": "runuser -u rotate-stats -- /opt/rotate-stats/cron/run",
     }
     assert set(env) == set(ENVIRONMENT) - set(FILE_VARIABLES)
     s = Settings.from_env(env)
@@ -85,6 +86,7 @@ def test_every_known_variable_is_read() -> None:
     assert s.redis_fence == "replicas:2" and s.redis_fence_timeout == 2.5
     assert s.log_format == "json"
     assert s.prune_min_age == 0.5
+    assert s.command == "runuser -u rotate-stats -- /opt/rotate-stats/cron/run"
 
 
 def test_missing_ca_file_is_a_config_error() -> None:
