@@ -36,6 +36,10 @@ _MORE = re.compile(r"^\.\.\. and ([0-9]+) more ")
 """The summary finding ``report.aggregate`` puts after the first few of a group."""
 
 
+MAX_CHECKED_DAYS = 3660
+"""The longest span of dates whose keys the metrics look up after a run."""
+
+
 class RunMonitor:
     """Collects what the metrics file and the heartbeat report about one run."""
 
@@ -110,7 +114,13 @@ class RunMonitor:
             self.pending_claims = 0 if report.error is None else None
         earliest = side.read_earliest()
         stable = last_stable(report.started_at)  # the run's own view of "now"
-        # status's rule: the stable dates from earliest on that have keys
+        # status's rule: the stable dates from earliest on that have keys - looked up
+        # only over a span a run would walk (a garbage earliest such as 0 would mean
+        # 20,000 dates of EXISTS after every run; such a span is its own backlog)
+        span = 0 if earliest is None else max(0, stable - earliest + 1)
+        if span > MAX_CHECKED_DAYS:
+            self.backlog_days = span
+            return
         waiting = [] if earliest is None else list(range(earliest, stable + 1))
         keys = {d: family.live_keys(d) + family.claim_keys(d) for d in waiting}
         have = side.existing([k for ks in keys.values() for k in ks])
