@@ -29,7 +29,6 @@ import shutil
 import sqlite3
 import stat
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +40,14 @@ from rotate_stats import family
 from rotate_stats.dates import iso, last_stable
 from rotate_stats.recorder import Recorder
 from tests.conftest import RedisServer, redis_binary, require_binary
-from tests.deploy.common import DEBIAN_PATH, IN_CI, ROOT, deploy_blocks, require_root
+from tests.deploy.common import (
+    DEBIAN_PATH,
+    IN_CI,
+    ROOT,
+    deploy_blocks,
+    require_root,
+    shared_temp_dir,
+)
 
 pytestmark = [pytest.mark.redis_server, pytest.mark.timeout(300)]
 
@@ -54,8 +60,7 @@ class Host:
     """A temporary root (``DESTDIR``), a checkout copy and a throwaway service user."""
 
     def __init__(self) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="rotate-stats-deploy-"))
-        self.base.chmod(0o755)  # the service user must reach DESTDIR's files
+        self.base = shared_temp_dir("rotate-stats-deploy-")  # the service user reaches it
         self.destdir = self.base / "root"
         self.destdir.mkdir(mode=0o755)
         self.checkout = self.base / "checkout"

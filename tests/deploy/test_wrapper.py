@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +22,14 @@ import pytest
 
 from rotate_stats.report import ExitCode
 from tests.conftest import require_binary
-from tests.deploy.common import DEBIAN_PATH, IN_CI, WRAPPER, require_root
+from tests.deploy.common import (
+    DEBIAN_PATH,
+    IN_CI,
+    ROOT,
+    WRAPPER,
+    reachable_copy,
+    require_root,
+)
 
 
 def run(
@@ -123,13 +132,16 @@ def test_an_unreadable_environment_file_is_fatal_and_named(site: Path) -> None:
 
 
 def _run_as_nobody(site: Path) -> subprocess.CompletedProcess[str]:
+    """The wrapper as ``nobody``: a copy in ``site``, which anyone can reach (the
+    checkout may be in /root or a 0700 directory, where nobody's exec gives 126)."""
+    wrapper = reachable_copy(WRAPPER, site)
     env = {
         "PATH": DEBIAN_PATH,
         "ROTATE_STATS_ENV_FILE": str(site / "rotate-stats.env"),
         "ROTATE_STATS_VENV": str(site / "venv"),
         "ROTATE_STATS_FLOCK_FILE": str(site / "state/rotate-stats.lock"),
     }
-    args = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(WRAPPER)]
+    args = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(wrapper)]
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -453,3 +465,39 @@ def test_ctrl_c_on_a_run_by_hand_stops_the_job(site: Path) -> None:
     assert proc.returncode == 130
     assert "job finished" not in stdout
     assert stdout.rstrip().endswith("(exit 130)") and "stopped by SIGINT" in stdout, stdout
+
+
+def test_the_tests_that_run_as_nobody_pass_from_a_checkout_nobody_can_enter() -> None:
+    """Issue 17, item 6: cloned into /root (or any 0700 directory), ``./scripts/test``
+    failed: the tests that run the wrapper as ``nobody`` ran it from the checkout,
+    which nobody can enter (exit 126, "Permission denied", instead of 2). They now run
+    a copy in a directory anyone can reach. Pinned by running them from a copy of this
+    checkout in a fresh 0700 directory, as root."""
+    require_root()
+    require_binary("setpriv")
+    private = Path(tempfile.mkdtemp(prefix="rotate-stats-private-"))  # mode 0700
+    try:
+        assert private.stat().st_mode & 0o077 == 0
+        checkout = private / "checkout"
+        shutil.copytree(ROOT, checkout, ignore=_COPY_IGNORE, symlinks=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
+        env["PYTHONPATH"] = str(checkout)
+        selected = "unreadable_environment_file or lock_file_left_by_a_root_run"
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider"]
+            + ["-q", "-k", selected, "tests/deploy/test_wrapper.py"],
+            cwd=checkout,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    finally:
+        shutil.rmtree(private)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout, result.stdout
+
+
+_COPY_IGNORE = shutil.ignore_patterns(
+    ".git", ".venv", "__pycache__", "*.egg-info", "build", ".hypothesis", "*.sqlite3"
+)
