@@ -40,6 +40,11 @@ if TYPE_CHECKING:
 
 COMMANDS = ("rotate", "check", "migrate", "status", "prune-ledger", "demo")
 FORMATS = ("text", "json", "junit")
+COMMAND_FORMATS: dict[str, tuple[str, ...]] = {
+    command: FORMATS if command == "check" else ("text", "json") for command in COMMANDS
+}
+"""The ``--format`` values each command serves: its parser offers (and its ``--help``
+shows) those only (issue 17, item 5(d)); junit is a CI report of ``check``."""
 
 
 def new_run_id() -> str:
@@ -94,8 +99,9 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def _common_flags() -> _Parser:
-    """The flags every command takes, before or after its name (defaults suppressed)."""
+def _common_flags(formats: tuple[str, ...] = FORMATS) -> _Parser:
+    """The flags every command takes, before or after its name (defaults suppressed);
+    ``--format`` offers ``formats``."""
     common = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("--redis-url", help="Redis URL (ROTATE_STATS_REDIS_URL)")
     common.add_argument(
@@ -103,11 +109,14 @@ def _common_flags() -> _Parser:
         help="sqlite:///path.db or rqlite[s]://[user:password@]host:port "
         "(ROTATE_STATS_DATABASE_URL)",
     )
-    common.add_argument(
-        "--format",
-        choices=FORMATS,
-        help="output: text (default), json, or junit (check only)",
-    )
+    if formats == FORMATS:  # before the command's name: any command's format
+        described = "output: text (default) or json; junit for check"
+    else:
+        described = "output: " + ", ".join(
+            f"{f} (default)" if f == "text" else f for f in formats[:-1]
+        )
+        described += f" or {formats[-1]}"
+    common.add_argument("--format", choices=formats, help=described)
     common.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
     common.add_argument(
         "--log-format",
@@ -136,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(
             name,
-            parents=[common],
+            parents=[_common_flags(COMMAND_FORMATS[name])],
             help=help_text,
             description=help_text,
             epilog=EPILOG,
@@ -238,7 +247,23 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     for name, default in COMMON_DEFAULTS.items():
         if not hasattr(args, name):
             setattr(args, name, default)
+    served = COMMAND_FORMATS[args.command]
+    if args.format not in served:  # given before the command's name, which lacks it
+        command_parser = _subparsers(parser)[args.command]
+        choices = ", ".join(repr(f) for f in served)
+        raise UsageError(
+            f"argument --format: invalid choice: {args.format!r} (choose from {choices})",
+            command_parser.format_usage(),
+        )
     return args
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Command name -> its parser."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -311,8 +336,6 @@ def _exit_code_of(exc: BaseException) -> int:
 def _main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings: Settings | None = None
     try:
-        if args.format == "junit" and args.command != "check":
-            raise ConfigError("--format", "junit", "text or json (junit is for check only)")
         settings = Settings.from_env(
             env,
             redis_url=args.redis_url,
@@ -345,14 +368,17 @@ def _main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _wanted_format(argv: Sequence[str]) -> str:
-    """The ``--format`` of a command line argparse rejected ("text" if none readable)."""
+    """The ``--format`` of a command line argparse rejected ("text" if none readable,
+    or if the command named does not serve it)."""
     wanted = "text"
     for i, token in enumerate(argv):
         if token == "--format" and i + 1 < len(argv):
             wanted = argv[i + 1]
         elif token.startswith("--format="):
             wanted = token.partition("=")[2]
-    return wanted if wanted in FORMATS else "text"
+    words = with_default_command(build_parser(), argv)
+    command = next((w for w in words if w in COMMANDS), "rotate")
+    return wanted if wanted in COMMAND_FORMATS[command] else "text"
 
 
 class _Stderr:
