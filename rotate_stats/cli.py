@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import time
@@ -266,8 +267,72 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return {}
 
 
+CLOSED_OUTPUT = 128 + signal.SIGPIPE
+"""Exit code when the reader of stdout or stderr went away (``check --format json |
+head``): 141, what a shell reports for a filter killed by SIGPIPE (issue 17, item 5(b))."""
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """Run the CLI; returns the exit code."""
+    """Run the CLI; returns the exit code.
+
+    A closed output (the reader of a pipe went away: ``| head``, ``| grep -q``) ends
+    the command quietly, as it ends any Unix filter: no traceback, no message (there
+    may be nowhere to write one), exit ``CLOSED_OUTPUT`` (141, as if killed by SIGPIPE,
+    which Python ignores). Whatever the command did before stays done, as after any
+    interruption; a rotation's metrics file and heartbeat record exit 141.
+    """
+    try:
+        try:
+            code = _run(argv, environ)
+        except SystemExit:  # --help, --version: argparse ignores a failed write
+            sys.stdout.flush()
+            sys.stderr.flush()
+            if _output_closed():
+                _discard_output()
+                return CLOSED_OUTPUT
+            raise
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return code
+    except BrokenPipeError:
+        if not _output_closed():
+            raise  # a socket's, not our output's: a real failure
+        _discard_output()
+        return CLOSED_OUTPUT
+
+
+def _output_closed() -> bool:
+    """Has the reader of this process's stdout or stderr gone away? (A pipe whose
+    reading end is closed polls as an error.)"""
+    poller = select.poll()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            poller.register(stream.fileno(), select.POLLOUT)
+        except (AttributeError, ValueError, OSError):  # not a real file (tests' captures)
+            continue
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _discard_output() -> None:
+    """Point a closed stdout/stderr at /dev/null, so that flushing what is left in
+    their buffers (at exit too) cannot fail again."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            fd = stream.fileno()
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            if not any(e & (select.POLLERR | select.POLLHUP) for _, e in poller.poll(0)):
+                continue
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+        except (AttributeError, ValueError, OSError):
+            continue
+
+
+def _run(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
+    """``main`` itself: parse, run the command, record it in the metrics file and
+    the heartbeat."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if environ is None else environ
     if argv is None:  # the process's own streams: a key the terminal cannot encode is
@@ -300,9 +365,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         monitor = args.monitor = None
     try:
         code = _main(args, env)
+        sys.stdout.flush()  # a closed output is found now, while the monitor can say so
     except BaseException as exc:  # a bug or a signal: still in the metrics, still a /fail ping
         code = _exit_code_of(exc)
-        if code > 128:
+        if code > 128 and code != CLOSED_OUTPUT:
             logging.getLogger("rotate_stats").error(
                 "stopped by %s (exit %d): nothing is lost, the next run picks up its claims",
                 signal.Signals(code - 128).name,
@@ -326,6 +392,8 @@ def _stop(signum: int, _frame: object) -> None:
 
 def _exit_code_of(exc: BaseException) -> int:
     """The exit code an exception leaving ``main`` ends the process with."""
+    if isinstance(exc, BrokenPipeError) and _output_closed():
+        return CLOSED_OUTPUT
     if isinstance(exc, SystemExit):
         return exc.code if isinstance(exc.code, int) else ExitCode.FAILURE
     if isinstance(exc, KeyboardInterrupt):
@@ -355,6 +423,8 @@ def _main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return _fail(args.format, ExitCode.LOCKED, str(exc))
     except RotateStatsError as exc:
         return _fail(args.format, ExitCode.FAILURE, f"error: {exc}")
+    except BrokenPipeError:
+        raise  # our output was closed (``main``), or a bug: writing more cannot help
     except Exception as exc:
         redis = sys.modules.get("redis")  # loaded by any command that got this far
         if redis is None or not isinstance(exc, redis.RedisError):
