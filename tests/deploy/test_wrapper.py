@@ -592,3 +592,24 @@ def test_the_tests_that_run_as_nobody_pass_from_a_checkout_nobody_can_enter() ->
 _COPY_IGNORE = shutil.ignore_patterns(
     ".git", ".venv", "__pycache__", "*.egg-info", "build", ".hypothesis", "*.sqlite3"
 )
+
+
+def test_a_virtualenv_python_the_service_user_cannot_run_is_named(site: Path) -> None:
+    """Issue 17, item 4: a virtualenv made by a python3 in root's home (a pyenv shim)
+    links its interpreter there; the service user's runs exited 126 ("Permission
+    denied") without a word about why. The wrapper names it and the fix."""
+    require_root()
+    require_binary("setpriv")
+    (site / "state").chmod(0o777)
+    os.chown(site / "rotate-stats.env", 0, 65534)
+    private = Path(tempfile.mkdtemp(prefix="rotate-stats-root-home-"))  # mode 0700
+    try:
+        (private / "python3").symlink_to(sys.executable)
+        (site / "venv/bin/python").symlink_to(private / "python3")
+        result = _run_as_nobody(site)
+    finally:
+        shutil.rmtree(private)
+    assert result.returncode == 2, result
+    assert f"{site / 'venv/bin/python'} is not executable by " in result.stderr
+    assert "run the README's install block again" in result.stderr
+    assert "stub" not in result.stdout
