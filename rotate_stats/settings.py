@@ -44,7 +44,8 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "ROTATE_STATS_DATABASE_TIMEOUT": ("database_timeout", "seconds per database request (10)"),
     "ROTATE_STATS_DATABASE_RETRY_FOR": (
         "database_retry_for",
-        "seconds rqlite requests are retried while the cluster has no leader (60)",
+        "seconds rqlite requests are retried while the cluster has no leader; a request "
+        "ends within this plus one ROTATE_STATS_DATABASE_TIMEOUT (60)",
     ),
     "ROTATE_STATS_RQLITE_CA_FILE": (
         "rqlite_ca_file",
