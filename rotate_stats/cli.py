@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import time
@@ -40,6 +41,11 @@ if TYPE_CHECKING:
 
 COMMANDS = ("rotate", "check", "migrate", "status", "prune-ledger", "demo")
 FORMATS = ("text", "json", "junit")
+COMMAND_FORMATS: dict[str, tuple[str, ...]] = {
+    command: FORMATS if command == "check" else ("text", "json") for command in COMMANDS
+}
+"""The ``--format`` values each command serves: its parser offers (and its ``--help``
+shows) those only (issue 17, item 5(d)); junit is a CI report of ``check``."""
 
 
 def new_run_id() -> str:
@@ -94,8 +100,9 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def _common_flags() -> _Parser:
-    """The flags every command takes, before or after its name (defaults suppressed)."""
+def _common_flags(formats: tuple[str, ...] = FORMATS) -> _Parser:
+    """The flags every command takes, before or after its name (defaults suppressed);
+    ``--format`` offers ``formats``."""
     common = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("--redis-url", help="Redis URL (ROTATE_STATS_REDIS_URL)")
     common.add_argument(
@@ -103,11 +110,14 @@ def _common_flags() -> _Parser:
         help="sqlite:///path.db or rqlite[s]://[user:password@]host:port "
         "(ROTATE_STATS_DATABASE_URL)",
     )
-    common.add_argument(
-        "--format",
-        choices=FORMATS,
-        help="output: text (default), json, or junit (check only)",
-    )
+    if formats == FORMATS:  # before the command's name: any command's format
+        described = "output: text (default) or json; junit for check"
+    else:
+        described = "output: " + ", ".join(
+            f"{f} (default)" if f == "text" else f for f in formats[:-1]
+        )
+        described += f" or {formats[-1]}"
+    common.add_argument("--format", choices=formats, help=described)
     common.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
     common.add_argument(
         "--log-format",
@@ -136,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(
             name,
-            parents=[common],
+            parents=[_common_flags(COMMAND_FORMATS[name])],
             help=help_text,
             description=help_text,
             epilog=EPILOG,
@@ -238,11 +248,91 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     for name, default in COMMON_DEFAULTS.items():
         if not hasattr(args, name):
             setattr(args, name, default)
+    served = COMMAND_FORMATS[args.command]
+    if args.format not in served:  # given before the command's name, which lacks it
+        command_parser = _subparsers(parser)[args.command]
+        choices = ", ".join(repr(f) for f in served)
+        raise UsageError(
+            f"argument --format: invalid choice: {args.format!r} (choose from {choices})",
+            command_parser.format_usage(),
+        )
     return args
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Command name -> its parser."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+CLOSED_OUTPUT = 128 + signal.SIGPIPE
+"""Exit code when the reader of stdout or stderr went away (``check --format json |
+head``): 141, what a shell reports for a filter killed by SIGPIPE (issue 17, item 5(b))."""
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """Run the CLI; returns the exit code."""
+    """Run the CLI; returns the exit code.
+
+    A closed output (the reader of a pipe went away: ``| head``, ``| grep -q``) ends
+    the command quietly, as it ends any Unix filter: no traceback, no message (there
+    may be nowhere to write one), exit ``CLOSED_OUTPUT`` (141, as if killed by SIGPIPE,
+    which Python ignores). Whatever the command did before stays done, as after any
+    interruption; a rotation's metrics file and heartbeat record exit 141.
+    """
+    try:
+        try:
+            code = _run(argv, environ)
+        except SystemExit:  # --help, --version: argparse ignores a failed write
+            sys.stdout.flush()
+            sys.stderr.flush()
+            if _output_closed():
+                _discard_output()
+                return CLOSED_OUTPUT
+            raise
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return code
+    except BrokenPipeError:
+        if not _output_closed():
+            raise  # a socket's, not our output's: a real failure
+        _discard_output()
+        return CLOSED_OUTPUT
+
+
+def _output_closed() -> bool:
+    """Has the reader of this process's stdout or stderr gone away? (A pipe whose
+    reading end is closed polls as an error.)"""
+    poller = select.poll()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            poller.register(stream.fileno(), select.POLLOUT)
+        except (AttributeError, ValueError, OSError):  # not a real file (tests' captures)
+            continue
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _discard_output() -> None:
+    """Point a closed stdout/stderr at /dev/null, so that flushing what is left in
+    their buffers (at exit too) cannot fail again."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            fd = stream.fileno()
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            if not any(e & (select.POLLERR | select.POLLHUP) for _, e in poller.poll(0)):
+                continue
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+        except (AttributeError, ValueError, OSError):
+            continue
+
+
+def _run(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
+    """``main`` itself: parse, run the command, record it in the metrics file and
+    the heartbeat."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if environ is None else environ
     if argv is None:  # the process's own streams: a key the terminal cannot encode is
@@ -277,9 +367,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         monitor = args.monitor = None
     try:
         code = _main(args, env)
+        sys.stdout.flush()  # a closed output is found now, while the monitor can say so
     except BaseException as exc:  # a bug or a signal: still in the metrics, still a /fail ping
         code = _exit_code_of(exc)
-        if code > 128:
+        if code > 128 and code != CLOSED_OUTPUT:
             logging.getLogger("rotate_stats").error(
                 "stopped by %s (exit %d): nothing is lost, the next run picks up its claims",
                 signal.Signals(code - 128).name,
@@ -303,6 +394,8 @@ def _stop(signum: int, _frame: object) -> None:
 
 def _exit_code_of(exc: BaseException) -> int:
     """The exit code an exception leaving ``main`` ends the process with."""
+    if isinstance(exc, BrokenPipeError) and _output_closed():
+        return CLOSED_OUTPUT
     if isinstance(exc, SystemExit):
         return exc.code if isinstance(exc.code, int) else ExitCode.FAILURE
     if isinstance(exc, KeyboardInterrupt):
@@ -313,8 +406,6 @@ def _exit_code_of(exc: BaseException) -> int:
 def _main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings: Settings | None = None
     try:
-        if args.format == "junit" and args.command != "check":
-            raise ConfigError("--format", "junit", "text or json (junit is for check only)")
         settings = Settings.from_env(
             env,
             redis_url=args.redis_url,
@@ -338,6 +429,8 @@ def _main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return _fail(args.format, ExitCode.LOCKED, str(exc))
     except RotateStatsError as exc:
         return _fail(args.format, ExitCode.FAILURE, f"error: {exc}")
+    except BrokenPipeError:
+        raise  # our output was closed (``main``), or a bug: writing more cannot help
     except Exception as exc:
         redis = sys.modules.get("redis")  # loaded by any command that got this far
         if redis is None or not isinstance(exc, redis.RedisError):
@@ -351,14 +444,17 @@ def _main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _wanted_format(argv: Sequence[str]) -> str:
-    """The ``--format`` of a command line argparse rejected ("text" if none readable)."""
+    """The ``--format`` of a command line argparse rejected ("text" if none readable,
+    or if the command named does not serve it)."""
     wanted = "text"
     for i, token in enumerate(argv):
         if token == "--format" and i + 1 < len(argv):
             wanted = argv[i + 1]
         elif token.startswith("--format="):
             wanted = token.partition("=")[2]
-    return wanted if wanted in FORMATS else "text"
+    words = with_default_command(build_parser(), argv)
+    command = next((w for w in words if w in COMMANDS), "rotate")
+    return wanted if wanted in COMMAND_FORMATS[command] else "text"
 
 
 class _Stderr:

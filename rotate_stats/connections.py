@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 import urllib.parse
 
 import redis
 
 from .database import SqliteStore, Store
-from .errors import ConfigError, mask_url
+from .errors import ConfigError, UnresolvedHost, mask_url
 from .rqlite_store import RqliteStore, tls_context
-from .settings import Settings, parse_database_url
+from .settings import Settings, parse_database_url, url_hosts
 
 REDIS_AUTH_FORMS = (
     "redis://:PASSWORD@host:port/db (or redis://USER:PASSWORD@host:port/db for an ACL user)"
@@ -17,12 +18,31 @@ REDIS_AUTH_FORMS = (
 """How a password goes into a Redis URL, for error messages."""
 
 
+def resolve_hosts(what: str, hosts: list[str]) -> None:
+    """UnresolvedHost naming the first of ``hosts`` whose name does not resolve.
+
+    Checked before the first connection, so that a wrong (or unedited example) host
+    name fails at once, named, instead of as a connection error after every retry
+    (an rqlite URL waited ``ROTATE_STATS_DATABASE_RETRY_FOR``, 60 s, then spoke of "no
+    leader"). Every listed host must resolve; an address literal always does.
+    """
+    for host in hosts:
+        try:
+            socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise UnresolvedHost(what, host, exc.strerror or str(exc)) from None
+        except UnicodeError as exc:  # a label too long for IDNA
+            raise UnresolvedHost(what, host, str(exc)) from None
+
+
 def open_redis(url: str) -> redis.Redis:
     """A Redis client for ``url`` with timeouts, so a dead server cannot hang a run."""
     try:
-        return redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=10)
+        client = redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=10)
     except ValueError as exc:
         raise ConfigError("redis URL", url, f"a valid Redis URL ({exc})") from None
+    resolve_hosts(f"Redis at {mask_url(url)}", url_hosts(url))
+    return client
 
 
 def open_store(settings: Settings, *, create: bool = False) -> Store:
@@ -41,6 +61,9 @@ def open_store(settings: Settings, *, create: bool = False) -> Store:
     url = parse_database_url(settings.database_url)
     if url.kind == "sqlite":
         return SqliteStore(url.path, timeout=settings.database_timeout, create=create)
+    resolve_hosts(
+        f"database URL {mask_url(settings.database_url)}", [host for host, _ in url.hosts]
+    )
     context = tls_context(settings.rqlite_ca_file, settings.rqlite_insecure) if url.tls else None
     store = RqliteStore(
         url.hosts,

@@ -295,3 +295,17 @@ class StoreError(RotateStatsError):
         self.where = where
         self.detail = detail
         super().__init__(f"{where}: {detail}")
+
+
+class UnresolvedHost(RotateStatsError):
+    """A host name of the Redis or database URL does not resolve (DNS): refused at
+    start, before any connection, naming the host (issue 17, item 4). Exit 1, like
+    any unreachable server: a DNS outage may pass, a wrong name needs the URL fixed."""
+
+    def __init__(self, what: str, host: str, detail: str) -> None:
+        self.what = what
+        self.host = host
+        super().__init__(
+            f"{what}: the host name {host!r} does not resolve ({detail}): check the name "
+            "in the URL (is it still the example's?) and this host's DNS; nothing was done"
+        )

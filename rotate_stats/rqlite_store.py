@@ -46,6 +46,7 @@ import logging
 import ssl
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyrqlite.dbapi2 as pyrqlite
@@ -108,14 +109,32 @@ def is_transient(status: int, text: str) -> bool:
 
 
 class _Connection(Connection):  # type: ignore[misc]
-    """pyrqlite's connection with a bounded number of tries per request."""
+    """pyrqlite's connection with a bounded number of tries per request, none of them
+    running past ``deadline`` (each try's socket timeout is cut to what is left)."""
 
     attempts = 2
+    deadline: float | None = None
+    """``time.monotonic()`` by which every try must be over; None: no bound."""
     _connection: Any  # http.client connection, set by pyrqlite
     _headers: dict[str, str]
 
+    def _limit(self) -> float:
+        """The socket timeout of the next try: the request timeout, or what is left
+        before ``deadline``; TimeoutError when nothing is."""
+        limit = float(self.timeout)
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0.01:
+                raise TimeoutError("no time left (ROTATE_STATS_DATABASE_RETRY_FOR)")
+            limit = min(limit, left)
+        self._connection.timeout = limit  # a connection made for this try
+        if getattr(self._connection, "sock", None) is not None:
+            self._connection.sock.settimeout(limit)  # a kept-alive one
+        return limit
+
     def _retry_request(self, method: str, uri: str, body: Any = None, headers: Any = None) -> Any:
         for attempt in range(self.attempts):
+            self._limit()
             try:
                 self._connection.request(
                     method, uri, body=body, headers=dict(self._headers, **(headers or {}))
@@ -171,6 +190,7 @@ class RqliteStore:
         self.description = f"rqlite{'s' if tls else ''}://{who}{listed}"
         self._connections: dict[int, _Connection] = {}
         self._current = 0
+        self._budget_start: float | None = None  # set by verify_one_cluster (_request)
 
     def _connection(self, index: int) -> _Connection:
         conn = self._connections.get(index)
@@ -194,15 +214,30 @@ class RqliteStore:
         return f"rqlite at {host}:{port}"
 
     def _request(self, method: str, path: str, body: list[Any] | None) -> list[dict[str, Any]]:
-        """Send to the current host; on transient answers, the next, then wait and repeat."""
-        deadline = time.monotonic() + self.retry_for
-        started = time.monotonic()
+        """Send to the current host; on transient answers, the next, then wait and repeat.
+
+        Bounded as a whole (issue 17, item 5(a)): the first round tries every host;
+        later rounds start no try once ``retry_for`` seconds have passed since the
+        request began (since the start-up check of the cluster, for the first request);
+        and no try of any round runs past ``retry_for + timeout`` (each try's socket
+        timeout is cut to what is left). Every host, both tries per host, every wait:
+        at most ``retry_for + timeout`` seconds in all.
+        """
+        started = self._budget_start if self._budget_start is not None else time.monotonic()
+        self._budget_start = None
+        deadline = started + self.retry_for
+        hard_deadline = deadline + self.timeout
         delay = 0.1
         waiting = False
+        first_round = True
+        answers: list[str] = []
         while True:
-            answers: list[str] = []
+            answers = []
             for step in range(len(self.hosts)):
                 index = (self._current + step) % len(self.hosts)
+                if not first_round and time.monotonic() >= deadline:
+                    break
+                self._connection(index).deadline = hard_deadline
                 try:
                     results = self._request_one(index, method, path, body)
                 except _Unavailable as exc:
@@ -217,6 +252,7 @@ class RqliteStore:
                         time.monotonic() - started,
                     )  # fmt: skip
                 return results
+            first_round = False
             if time.monotonic() + delay > deadline:
                 raise StoreError(
                     self.description,
@@ -325,23 +361,29 @@ class RqliteStore:
         Hosts that cannot be asked (down, no leader now, no ``status`` permission,
         a server whose /status lacks the field) are left out.
         """
-        out: dict[str, str] = {}
-        for index, (host, port) in enumerate(self.hosts):
+        deadline = time.monotonic() + self.timeout  # all hosts at once, one timeout in all
+
+        def ask(index: int) -> str | None:
+            host, port = self.hosts[index]
+            conn = self._connection(index)
+            conn.deadline = deadline
             try:
-                response = self._connection(index)._fetch_response(
+                response = conn._fetch_response(
                     "GET", "/status", headers={"Content-Type": "application/json"}
                 )
                 text = response.read().decode("utf-8", "replace")
                 if response.status != 200:
-                    continue
+                    return None
                 leader = json.loads(text).get("store", {}).get("leader", {})
             except Exception as exc:  # noqa: BLE001 - any failure: this host says nothing
                 log.debug("rqlite at %s:%s: no /status (%s)", host, port, exc)
-                continue
+                return None
             addr = leader.get("addr") if isinstance(leader, dict) else None
-            if addr:
-                out[f"{host}:{port}"] = str(addr)
-        return out
+            return str(addr) if addr else None
+
+        with ThreadPoolExecutor(max_workers=len(self.hosts)) as pool:
+            found = list(pool.map(ask, range(len(self.hosts))))
+        return {f"{h}:{p}": a for (h, p), a in zip(self.hosts, found, strict=True) if a}
 
     def verify_one_cluster(self) -> None:
         """StoreError when the listed hosts report different leaders: several clusters.
@@ -352,9 +394,11 @@ class RqliteStore:
         """
         if len(self.hosts) < 2:
             return
+        started = time.monotonic()
         for _ in range(2):
             leaders = self.leaders()
             if len(set(leaders.values())) <= 1:
+                self._budget_start = started  # the first request's wait includes this
                 return
             time.sleep(1.0)
         described = "; ".join(f"{h} follows {a}" for h, a in sorted(leaders.items()))

@@ -44,7 +44,8 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "ROTATE_STATS_DATABASE_TIMEOUT": ("database_timeout", "seconds per database request (10)"),
     "ROTATE_STATS_DATABASE_RETRY_FOR": (
         "database_retry_for",
-        "seconds rqlite requests are retried while the cluster has no leader (60)",
+        "seconds rqlite requests are retried while the cluster has no leader; a request "
+        "ends within this plus one ROTATE_STATS_DATABASE_TIMEOUT (60)",
     ),
     "ROTATE_STATS_RQLITE_CA_FILE": (
         "rqlite_ca_file",
@@ -170,11 +171,13 @@ class Settings:
     def __post_init__(self) -> None:
         # Errors name the field; from_env renames them after the variable or flag.
         _check_redis_url(self.redis_url)
+        _refuse_placeholder("redis_url", self.redis_url)
         if self.database_url is not None:
             try:
                 parse_database_url(self.database_url)
             except ConfigError as exc:
                 raise ConfigError("database_url", exc.value, exc.expected) from None
+            _refuse_placeholder("database_url", self.database_url)
         checks: list[tuple[str, bool, str]] = [
             ("batch_size", 1 <= self.batch_size <= 1000, "an integer from 1 to 1000"),
             ("lock_ttl", 1 <= self.lock_ttl <= 86400, "seconds from 1 to 86400"),
@@ -290,6 +293,51 @@ def _check_redis_url(url: str) -> None:
         raise ConfigError(
             "redis_url", url, f"a port from 1 to 65535 after the host (got port {port!r})"
         ) from None
+
+
+PLACEHOLDER = re.compile(r"change[-_]me", re.IGNORECASE)
+"""The placeholder of the shipped examples (cron/rotate-stats.env.example, the Kubernetes
+secret in deploy/kubernetes/cronjob.yaml): a URL holding it was never edited."""
+PLACEHOLDER_DOMAINS = ("example", "example.com", "example.net", "example.org")
+"""Names reserved for examples (RFC 2606; ``redis.example`` in the example env file):
+they never name a real server."""
+
+
+def _refuse_placeholder(field: str, url: str) -> None:
+    """ConfigError (exit 2) for a URL still holding an example's placeholder: the
+    example env file unedited cost a 60 s "no leader" wait on a DNS failure."""
+    if PLACEHOLDER.search(url):
+        raise ConfigError(
+            field,
+            url,
+            "a real URL, not the example's placeholder CHANGE-ME: set it in the environment "
+            'file (/etc/rotate-stats/rotate-stats.env, README "Deployment", step 2)',
+        )
+    for host in url_hosts(url):
+        name = host.lower().rstrip(".")
+        if any(name == d or name.endswith("." + d) for d in PLACEHOLDER_DOMAINS):
+            raise ConfigError(
+                field,
+                url,
+                f"a real host, not the example's {host} (names under .example never "
+                'resolve): set the URL in the environment file (README "Deployment", step 2)',
+            )
+
+
+def url_hosts(url: str) -> list[str]:
+    """The host names a Redis or database URL names (none for ``unix://``, ``sqlite://``)."""
+    if url.startswith(("rqlite://", "rqlites://")):
+        try:
+            return [host for host, _ in parse_database_url(url).hosts]
+        except ConfigError:
+            return []
+    if url.startswith(("redis://", "rediss://")):
+        try:
+            host = urllib.parse.urlsplit(url).hostname
+        except ValueError:
+            return []
+        return [host] if host else []
+    return []
 
 
 def _unknown_hint(name: str) -> str:

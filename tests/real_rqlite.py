@@ -30,6 +30,8 @@ from typing import Any
 from tests.helpers import free_port
 
 BINARY_VARIABLE = "ROTATE_STATS_TEST_RQLITED"
+NO_RQLITED_PREFIX = "no rqlited:"
+"""How the skip message of a missing binary starts (``tests/conftest.py`` folds them)."""
 
 
 class Missing(Exception):
@@ -50,7 +52,9 @@ def find_binary() -> str:
         return os.path.abspath(named)
     found = shutil.which("rqlited")
     if found is None:
-        raise Missing(f"no rqlited: set {BINARY_VARIABLE} or put rqlited on PATH", fatal=False)
+        raise Missing(
+            f"{NO_RQLITED_PREFIX} set {BINARY_VARIABLE} or put rqlited on PATH", fatal=False
+        )
     return found
 
 

@@ -116,10 +116,44 @@ def test_from_alone_rotates_through_the_last_stable_date(
 
 
 @pytest.mark.parametrize("command", ["rotate", "status", "migrate", "prune-ledger", "demo"])
-def test_junit_is_for_check_only(run: Run, command: str) -> None:
-    args = [command, "--format", "junit"] + (
-        ["--before", "2024-01-01"] * (command == "prune-ledger")
-    )
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_junit_is_for_check_only(run: Run, command: str, where: str) -> None:
+    """Refused where it is not served, as any unknown choice is: after the command's
+    name or before it, with that command's usage (and no JUnit document on stdout)."""
+    extra = ["--before", "2024-01-01"] * (command == "prune-ledger")
+    flag = ["--format", "junit"]
+    args = [command, *flag, *extra] if where == "after" else [*flag, command, *extra]
     result = run(*args)
     assert result.returncode == 2
-    assert "--format" in result.stderr and "junit is for check only" in result.stderr
+    assert (
+        "argument --format: invalid choice: 'junit' (choose from 'text', 'json')"
+    ) in result.stderr
+    assert f"usage: rotate_stats {command} " in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "command", ["rotate", "check", "status", "migrate", "prune-ledger", "demo"]
+)
+def test_each_command_offers_only_the_formats_it_serves(run: Run, command: str) -> None:
+    """Issue 17, item 5(d): every command's ``--help`` (and parser) offered
+    ``--format junit``, which all but ``check`` then refused."""
+    result = run(command, "--help")
+    assert result.returncode == 0
+    usage_and_options = result.stdout.split("exit codes:")[0]
+    if command == "check":
+        assert "--format {text,json,junit}" in usage_and_options
+    else:
+        assert "--format {text,json}" in usage_and_options
+        assert "junit" not in usage_and_options
+    assert (
+        parse_args(
+            [
+                command,
+                "--format",
+                "json",
+                *(["--before", "2024-01-01"] * (command == "prune-ledger")),
+            ]
+        ).format
+        == "json"
+    )

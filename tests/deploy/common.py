@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -56,3 +59,34 @@ def require_root() -> None:
     """Tests that create users and chown files: root only (CI runs as root)."""
     if os.geteuid() != 0:
         (pytest.fail if IN_CI else pytest.skip)("needs root (CI=true runs as root)")
+
+
+def others_can_reach(path: Path) -> bool:
+    """Can every user traverse each directory from ``/`` down to ``path``?"""
+    path = path.resolve()
+    return all(d.stat().st_mode & stat.S_IXOTH for d in (path, *path.parents))
+
+
+def shared_temp_dir(prefix: str) -> Path:
+    """A new directory (mode 0755) that any user can reach: for tests that run something
+    as another user (``nobody``, a throwaway service user). The checkout may sit where
+    only its owner can enter (``/root``, a 0700 home, a ``mktemp -d`` folder), and so
+    may ``$TMPDIR``: the first of ``$TMPDIR``, ``/tmp``, ``/var/tmp`` that others can
+    reach is used. Whatever such a test runs from the checkout is copied in (issue 17,
+    item 6)."""
+    for candidate in (tempfile.gettempdir(), "/tmp", "/var/tmp"):
+        base = Path(candidate)
+        if base.is_dir() and others_can_reach(base):
+            made = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+            made.chmod(0o755)
+            return made
+    raise RuntimeError("no temporary directory that other users can reach (/tmp, /var/tmp)")
+
+
+def reachable_copy(source: Path, directory: Path) -> Path:
+    """``source`` (a script of the checkout) copied into ``directory`` (a
+    ``shared_temp_dir``), executable by anyone: what another user runs."""
+    target = directory / source.name
+    shutil.copy2(source, target)
+    target.chmod(0o755)
+    return target

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_binary
+from tests.deploy.common import shared_temp_dir
 
 STUB = """#!/bin/sh
 env | grep '^ROTATE_STATS_' | grep -v '^ROTATE_STATS_COMMAND=' | sort | sed 's/^/stub env: /'
@@ -23,10 +23,9 @@ exit "${STUB_EXIT:-0}"
 @pytest.fixture
 def site() -> Iterator[Path]:
     """A stub venv, an environment file, a state directory (in a directory any user
-    can reach: one test runs the wrapper as ``nobody``)."""
+    can reach, whoever owns the checkout: tests run the wrapper as ``nobody``)."""
     require_binary("flock")
-    tmp_path = Path(tempfile.mkdtemp(prefix="rotate-stats-wrapper-"))
-    tmp_path.chmod(0o755)
+    tmp_path = shared_temp_dir("rotate-stats-wrapper-")
     (tmp_path / "venv/bin").mkdir(parents=True)
     program = tmp_path / "venv/bin/rotate-stats"
     program.write_text(STUB)

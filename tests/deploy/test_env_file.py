@@ -28,9 +28,11 @@ def passed(stdout: str) -> list[str]:
 
 
 def load(site: Path, content: bytes) -> tuple[int, str, str]:
+    """Exit code, everything written (the stub's lines on stdout, the wrapper's on
+    stderr, as the log file has them) and stderr alone."""
     (site / "rotate-stats.env").write_bytes(content)
     result = run(site)
-    return result.returncode, result.stdout, result.stderr
+    return result.returncode, result.stdout + result.stderr, result.stderr
 
 
 def test_crlf_line_endings_and_a_byte_order_mark_are_read_as_written(site: Path) -> None:

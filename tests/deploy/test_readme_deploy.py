@@ -29,7 +29,6 @@ import shutil
 import sqlite3
 import stat
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +40,14 @@ from rotate_stats import family
 from rotate_stats.dates import iso, last_stable
 from rotate_stats.recorder import Recorder
 from tests.conftest import RedisServer, redis_binary, require_binary
-from tests.deploy.common import DEBIAN_PATH, IN_CI, ROOT, deploy_blocks, require_root
+from tests.deploy.common import (
+    DEBIAN_PATH,
+    IN_CI,
+    ROOT,
+    deploy_blocks,
+    require_root,
+    shared_temp_dir,
+)
 
 pytestmark = [pytest.mark.redis_server, pytest.mark.timeout(300)]
 
@@ -54,12 +60,20 @@ class Host:
     """A temporary root (``DESTDIR``), a checkout copy and a throwaway service user."""
 
     def __init__(self) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="rotate-stats-deploy-"))
-        self.base.chmod(0o755)  # the service user must reach DESTDIR's files
+        self.base = shared_temp_dir("rotate-stats-deploy-")  # the service user reaches it
         self.destdir = self.base / "root"
         self.destdir.mkdir(mode=0o755)
         self.checkout = self.base / "checkout"
         shutil.copytree(ROOT, self.checkout, ignore=IGNORE, symlinks=True)
+        # Root's own python3 first in PATH, as a pyenv shim in /root puts it: a python3
+        # in a directory only root can enter (issue 17, item 4). A virtualenv made by it
+        # gives the service user exit 126; the install block must not use it.
+        self.root_home = self.base / "root-home"
+        shims = self.root_home / ".pyenv/shims"
+        shims.mkdir(parents=True)
+        self.root_home.chmod(0o700)
+        (shims / "python3").symlink_to("/usr/bin/python3")
+        self.shims = shims
         self.user = f"rs-test-{os.getpid() % 100000}"
         self.env_file = self.destdir / "etc/rotate-stats/rotate-stats.env"
         self.log_file = self.destdir / "var/log/rotate-stats/rotate.log"
@@ -70,23 +84,27 @@ class Host:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
         env.pop("VIRTUAL_ENV", None)
         env.pop("PYTHONPATH", None)
-        env.update(PATH=DEBIAN_PATH, DESTDIR=str(self.destdir), SERVICE_USER=self.user)
+        env.update(PATH=f"{self.shims}:{DEBIAN_PATH}", DESTDIR=str(self.destdir))
+        env.update(SERVICE_USER=self.user)
         env["ROTATE_STATS_ENV_FILE"] = str(self.env_file)
         env["ROTATE_STATS_VENV"] = str(self.destdir / "opt/rotate-stats/.venv")
         env["ROTATE_STATS_FLOCK_FILE"] = str(self.state / "rotate-stats.lock")
         return env
 
-    def run_block(self, name: str) -> subprocess.CompletedProcess[str]:
+    def run_block(
+        self, name: str, *, prefix: tuple[str, ...] = (), check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         block = deploy_blocks()[name]
         result = subprocess.run(
-            ["bash", "-e", "-c", block],
+            [*prefix, "bash", "-e", "-c", block],
             cwd=self.checkout,
             env=self.env(),
             capture_output=True,
             text=True,
             timeout=240,
         )
-        assert result.returncode == 0, f"block {name!r}:\n{result.stdout}\n{result.stderr}"
+        if check:
+            assert result.returncode == 0, f"block {name!r}:\n{result.stdout}\n{result.stderr}"
         return result
 
     def cron_command(self) -> str:
@@ -172,7 +190,12 @@ def _edit_env_file(host: Host, redis_url: str) -> None:
 def test_readme_deployment_followed_literally_runs_the_job_as_the_service_user(
     host: Host, redis_for_host: RedisServer
 ) -> None:
+    """Issue 17, item 4: root's PATH finds a python3 in root's home first (``Host``);
+    the install block used it, and every run as the service user exited 126. It
+    uses /usr/bin/python3 now."""
     host.run_block("install")
+    venv = host.destdir / "opt/rotate-stats/.venv"
+    assert "home = /usr/bin\n" in (venv / "pyvenv.cfg").read_text()
 
     # What the install block promised (README's table): user, owners, modes.
     account = pwd.getpwnam(host.user)
@@ -194,7 +217,8 @@ def test_readme_deployment_followed_literally_runs_the_job_as_the_service_user(
 
     _edit_env_file(host, redis_for_host.url)
     first = host.run_block("first run")
-    assert "exit 0" in first.stdout and "rotate-stats: ERROR" not in first.stdout, first.stdout
+    logged = first.stderr  # the wrapper's lines (the job's output is on stdout)
+    assert "exit 0 (healthy)" in logged and "rotate-stats: ERROR" not in logged, logged
 
     # Data to rotate: one event chain on a stable date, through the writers' API.
     client = redis.Redis(port=redis_for_host.port)
@@ -263,3 +287,33 @@ def test_readme_install_block_is_idempotent_an_upgrade_keeps_the_settings(
     assert host.env_file.read_text() == "ROTATE_STATS_LOG_LEVEL=DEBUG\n"
     assert stat.S_IMODE(host.env_file.stat().st_mode) == 0o640
     assert host.env_file.stat().st_gid == pwd.getpwnam(host.user).pw_gid
+
+
+def test_readme_install_block_refuses_a_python_older_than_3_11(host: Host) -> None:
+    """Issue 17, item 4: /usr/bin/python3 older than 3.11 (a Debian 11 host) is named
+    with the version found, before anything is installed. Run in a mount namespace
+    where /usr/bin/python3 is a stand-in that says it is 3.9."""
+    require_binary("unshare")
+    fake = host.base / "python3.9"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in -V|--version) echo "Python 3.9.2"; exit 0 ;; esac\n'
+        'case "$*" in *version_info*) exit 1 ;; esac\n'
+        "echo unexpected >&2; exit 3\n"
+    )
+    fake.chmod(0o755)
+    probe = subprocess.run(
+        ["unshare", "--mount", "true"], capture_output=True, text=True, timeout=30
+    )
+    if probe.returncode != 0:
+        (pytest.fail if IN_CI else pytest.skip)(f"no mount namespaces: {probe.stderr.strip()}")
+    mount = f'mount --bind {fake} /usr/bin/python3 && exec "$@"'
+    result = host.run_block(
+        "install", prefix=("unshare", "--mount", "sh", "-c", mount, "sh"), check=False
+    )
+    assert result.returncode != 0
+    assert (
+        "ERROR: rotate-stats needs Python 3.11 or later as /usr/bin/python3, found: Python 3.9.2"
+    ) in result.stderr, result.stderr
+    assert not _user_exists(host.user)  # stopped before anything was made
+    assert not (host.destdir / "opt").exists()

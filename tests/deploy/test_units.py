@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -26,6 +26,7 @@ from tests.deploy.common import (
     WRAPPER,
     readme_section,
     require_root,
+    shared_temp_dir,
     unit_settings,
     unit_text,
 )
@@ -200,12 +201,12 @@ def test_private_users_keeps_the_environment_file_readable_by_its_group() -> Non
         require_binary(binary)
     service = unit_settings("rotate-stats.service")
     assert service["PrivateUsers"] == ["yes"] and service["Group"] == ["rotate-stats"]
-    with tempfile.TemporaryDirectory() as tmp:
+    tmp = shared_temp_dir("rotate-stats-units-")  # setpriv's nobody must reach it
+    try:
         secret = Path(tmp) / "rotate-stats.env"
         secret.write_text("ROTATE_STATS_LOG_LEVEL=INFO\n")
         os.chown(secret, 0, 4321)
         secret.chmod(0o640)
-        Path(tmp).chmod(0o755)
 
         def read(*groups: str) -> subprocess.CompletedProcess[str]:
             ids = ["--reuid=65534", "--regid=65534", *groups]
@@ -226,6 +227,8 @@ def test_private_users_keeps_the_environment_file_readable_by_its_group() -> Non
         assert with_group.stdout == "ROTATE_STATS_LOG_LEVEL=INFO\n"
         without = read("--clear-groups")  # and the check is real
         assert without.returncode != 0 and "Permission denied" in without.stderr
+    finally:
+        shutil.rmtree(tmp)
 
 
 def test_cron_and_systemd_runs_share_one_host_lock_in_the_state_directory() -> None:

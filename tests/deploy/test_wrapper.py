@@ -10,10 +10,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import getpass
+import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +25,14 @@ import pytest
 
 from rotate_stats.report import ExitCode
 from tests.conftest import require_binary
-from tests.deploy.common import DEBIAN_PATH, IN_CI, WRAPPER, require_root
+from tests.deploy.common import (
+    DEBIAN_PATH,
+    IN_CI,
+    ROOT,
+    WRAPPER,
+    reachable_copy,
+    require_root,
+)
 
 
 def run(
@@ -39,23 +50,102 @@ def run(
 
 
 def test_runs_the_program_with_its_arguments_and_logs_start_and_exit(site: Path) -> None:
-    result = run(site, "status", "--format", "json", STUB_EXIT="3")
+    result = run(site, "check", "--format", "json", STUB_EXIT="3")
     assert result.returncode == 3
-    lines = result.stdout.splitlines()
-    assert " rotate-stats: start (pid " in lines[0]
-    assert "stub args: status --format json" in lines
+    lines = result.stdout.splitlines()  # the job's output only
+    assert "stub args: check --format json" in lines
     assert "stub cwd: /" in lines
-    assert lines[-1].endswith(
-        "rotate-stats: exit 3 (done, but invariant violations were found: see the findings above)"
+    assert "rotate-stats:" not in result.stdout
+    logged = result.stderr.splitlines()  # the wrapper's own lines
+    assert len(logged) == 2, logged
+    assert " rotate-stats: start (pid " in logged[0]
+    assert logged[-1].endswith(
+        "rotate-stats: exit 3 (invariant violations found in the checked rows: "
+        "see the findings above)"
     )
-    assert result.stderr == ""
 
 
-def test_every_exit_code_has_a_meaning_in_the_log() -> None:
-    """The wrapper names each documented exit status (rotate_stats.report.ExitCode)."""
-    text = WRAPPER.read_text()
-    for code in ExitCode:
-        assert f"\n  {int(code)}) meaning=" in text, code
+def test_the_jobs_stdout_is_the_only_thing_on_stdout(site: Path) -> None:
+    """Issue 17, item 5(c): ``run-rotate-stats status --format json | jq`` failed: the
+    wrapper's start and exit lines were on stdout around the job's JSON. They are on
+    stderr now (cron and the unit append both streams to the log)."""
+    (site / "venv/bin/rotate-stats").write_text(
+        '#!/bin/sh\necho \'{"healthy": true}\'\necho "a log line" >&2\n'
+    )
+    result = run(site, "status", "--format", "json")
+    assert result.returncode == 0, result
+    assert json.loads(result.stdout) == {"healthy": True}
+    assert "rotate-stats: start (pid" in result.stderr
+    assert "a log line" in result.stderr
+    assert result.stderr.splitlines()[-1].endswith("rotate-stats: exit 0 (healthy)")
+    failed = run(site, env_file=str(site / "missing.env"))  # the wrapper's own error too
+    assert (failed.returncode, failed.stdout) == (2, "")
+    assert "rotate-stats: ERROR: environment file" in failed.stderr
+
+
+MEANINGS = {
+    ("rotate", 0): "success, or nothing to do",
+    ("rotate", 1): "runtime failure, nothing lost",
+    ("rotate", 2): "usage error",
+    ("rotate", 3): "done, but invariant violations were found",
+    ("rotate", 75): "another run holds the Redis lock",
+    ("check", 0): "no invariant violations in the checked rows",
+    ("check", 1): "runtime failure, nothing lost",
+    ("check", 3): "invariant violations found in the checked rows",
+    ("status", 0): "healthy",
+    ("status", 1): "unhealthy: a problem needs attention",
+    ("status", 2): "usage error",
+    ("status", 3): "unexpected from status",
+    ("migrate", 0): "success: migrations applied, or already up to date",
+    ("migrate", 1): "runtime failure, nothing lost",
+    ("prune-ledger", 75): "a run holds the Redis lock; nothing pruned",
+    ("demo", 0): "success, or nothing to do",
+}
+"""(command, exit code) -> how the wrapper's last line names it (its start)."""
+
+
+@pytest.mark.parametrize(("command", "code"), list(MEANINGS))
+def test_the_exit_line_names_the_code_as_the_command_means_it(
+    site: Path, command: str, code: int
+) -> None:
+    """Issue 17, item 5(e): the wrapper called ``status``'s exit 1 (unhealthy) a
+    "runtime failure", and any command's 3 "invariant violations": the meaning is now
+    the command's own (README "Exit codes"). The command is found as the program finds
+    it: after options and their values, ``rotate`` when none is named."""
+    args = ["--redis-url", "redis://status:1/0", "--log-format=json", command]
+    result = run(site, *args, "--format", "json", STUB_EXIT=str(code))
+    assert result.returncode == code
+    [last] = [ln for ln in result.stderr.splitlines() if " rotate-stats: exit " in ln]
+    assert last.split(" rotate-stats: ", 1)[1].startswith(
+        f"exit {code} ({MEANINGS[command, code]}"
+    ), last
+    if command == "rotate":  # named or not, the same meaning
+        unnamed = run(site, "--date", "status", STUB_EXIT=str(code))
+        assert f"exit {code} ({MEANINGS[command, code]}" in unnamed.stderr
+
+
+def test_the_wrapper_knows_every_option_that_takes_a_value() -> None:
+    """The wrapper finds the command after the options (``--format json status``): its
+    list of options taking a value must be the program's."""
+    import argparse
+
+    from rotate_stats.cli import build_parser
+
+    parser = build_parser()
+    parsers = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers += list(action.choices.values())
+    wanted = {
+        flag
+        for p in parsers
+        for action in p._actions
+        if action.nargs != 0
+        for flag in action.option_strings
+    }
+    listed = re.search(r'^OPTIONS_WITH_VALUES=" (.*) "$', WRAPPER.read_text(), re.M)
+    assert listed is not None
+    assert set(listed.group(1).split()) == wanted
 
 
 def test_the_wrappers_own_variables_do_not_reach_the_program(site: Path) -> None:
@@ -97,14 +187,14 @@ def test_a_missing_environment_file_is_fatal_and_named(site: Path) -> None:
     missing = site / "nowhere" / "rotate-stats.env"
     result = run(site, env_file=str(missing))
     assert result.returncode == 2
-    assert f"environment file {missing} does not exist" in result.stdout
+    assert f"environment file {missing} does not exist" in result.stderr
     assert "stub" not in result.stdout  # the job did not run
 
 
 def test_an_empty_env_file_variable_runs_without_one(site: Path) -> None:
     result = run(site, env_file="")
     assert result.returncode == 0, result
-    assert "environment file none" in result.stdout
+    assert "environment file none" in result.stderr
 
 
 def test_an_unreadable_environment_file_is_fatal_and_named(site: Path) -> None:
@@ -118,19 +208,22 @@ def test_an_unreadable_environment_file_is_fatal_and_named(site: Path) -> None:
     else:
         result = run(site)
     assert result.returncode == 2, result
-    assert f"environment file {env_file} is not readable by " in result.stdout
-    assert "expected a file owned root:rotate-stats with mode 0640" in result.stdout
+    assert f"environment file {env_file} is not readable by " in result.stderr
+    assert "expected a file owned root:rotate-stats with mode 0640" in result.stderr
     assert "stub" not in result.stdout
 
 
 def _run_as_nobody(site: Path) -> subprocess.CompletedProcess[str]:
+    """The wrapper as ``nobody``: a copy in ``site``, which anyone can reach (the
+    checkout may be in /root or a 0700 directory, where nobody's exec gives 126)."""
+    wrapper = reachable_copy(WRAPPER, site)
     env = {
         "PATH": DEBIAN_PATH,
         "ROTATE_STATS_ENV_FILE": str(site / "rotate-stats.env"),
         "ROTATE_STATS_VENV": str(site / "venv"),
         "ROTATE_STATS_FLOCK_FILE": str(site / "state/rotate-stats.lock"),
     }
-    args = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(WRAPPER)]
+    args = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(wrapper)]
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -161,7 +254,7 @@ def test_a_malformed_line_is_named_without_its_value(site: Path) -> None:
     result = run(site)
     assert result.returncode == 2
     assert f"environment file {site / 'rotate-stats.env'} line 2: expected NAME=value" in (
-        result.stdout
+        result.stderr
     )
     assert "secret" not in result.stdout + result.stderr
 
@@ -169,7 +262,7 @@ def test_a_malformed_line_is_named_without_its_value(site: Path) -> None:
 def test_a_missing_virtualenv_is_named(site: Path) -> None:
     result = run(site, ROTATE_STATS_VENV=str(site / "novenv"))
     assert result.returncode == 2
-    assert f"{site / 'novenv/bin/rotate-stats'} is missing" in result.stdout
+    assert f"{site / 'novenv/bin/rotate-stats'} is missing" in result.stderr
 
 
 def test_a_run_skipped_by_the_host_lock_says_so_and_exits_75(site: Path) -> None:
@@ -182,7 +275,7 @@ def test_a_run_skipped_by_the_host_lock_says_so_and_exits_75(site: Path) -> None
     assert (
         f"rotate-stats: skipped: another run on this host holds the lock {lock}; "
         "nothing done (exit 75)"
-    ) in result.stdout
+    ) in result.stderr
     assert "stub" not in result.stdout
     assert run(site).returncode == 0  # released: the next run goes ahead
 
@@ -199,7 +292,7 @@ def test_an_unwritable_lock_file_is_named(site: Path) -> None:
     target = site / "no-such-dir" / "rotate-stats.lock"
     result = run(site, ROTATE_STATS_FLOCK_FILE=str(target))
     assert result.returncode == 2
-    assert f"cannot create the host lock file {target} as " in result.stdout
+    assert f"cannot create the host lock file {target} as " in result.stderr
 
 
 def test_a_run_stopped_by_sigterm_says_so(site: Path) -> None:
@@ -216,7 +309,12 @@ def test_a_run_stopped_by_sigterm_says_so(site: Path) -> None:
         ROTATE_STATS_FLOCK_FILE=str(site / "state/rotate-stats.lock"),
     )
     with subprocess.Popen(
-        [str(WRAPPER)], env=env, stdout=subprocess.PIPE, text=True, start_new_session=True
+        [str(WRAPPER)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # the log: both streams
+        text=True,
+        start_new_session=True,
     ) as proc:
         while not started.exists():  # the job is running
             assert proc.poll() is None
@@ -239,10 +337,10 @@ def test_a_failing_flock_is_not_mistaken_for_a_held_lock(site: Path) -> None:
     (fake / "flock").write_text("#!/bin/sh\necho 'flock: bad file descriptor' >&2\nexit 66\n")
     (fake / "flock").chmod(0o755)
     result = run(site, PATH=f"{fake}:{DEBIAN_PATH}")
-    assert result.returncode == 2, result.stdout
+    assert result.returncode == 2, result.stderr
     lock = site / "state/rotate-stats.lock"
-    assert f"cannot take the host lock {lock} (flock exit 66)" in result.stdout
-    assert "skipped" not in result.stdout and "stub" not in result.stdout
+    assert f"cannot take the host lock {lock} (flock exit 66)" in result.stderr
+    assert "skipped" not in result.stderr and "stub" not in result.stdout
 
 
 def test_a_lock_file_left_by_a_root_run_does_not_stop_the_service_user(site: Path) -> None:
@@ -257,7 +355,7 @@ def test_a_lock_file_left_by_a_root_run_does_not_stop_the_service_user(site: Pat
     lock.write_text("")
     lock.chmod(0o644)  # root's, as a root run leaves it
     result = _run_as_nobody(site)
-    assert result.returncode == 0, result.stdout
+    assert result.returncode == 0, result.stderr
     assert "stub args:" in result.stdout
 
 
@@ -272,7 +370,12 @@ def _start(site: Path, program: str) -> tuple[subprocess.Popen[str], Path]:
         ROTATE_STATS_FLOCK_FILE=str(site / "state/rotate-stats.lock"),
     )
     proc = subprocess.Popen(
-        [str(WRAPPER)], env=env, stdout=subprocess.PIPE, text=True, start_new_session=True
+        [str(WRAPPER)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # the log: both streams
+        text=True,
+        start_new_session=True,
     )
     return proc, started
 
@@ -311,7 +414,7 @@ def test_a_job_killed_by_a_signal_is_named_in_the_log(site: Path) -> None:
     program.write_text("#!/bin/sh\nkill -KILL $$\n")
     result = run(site)
     assert result.returncode == 137
-    assert result.stdout.splitlines()[-1].endswith(
+    assert result.stderr.splitlines()[-1].endswith(
         "exit 137 (killed by SIGKILL: out of memory, or stopped after ignoring SIGTERM; "
         "nothing is lost, the next run picks up its claims)"
     ), result.stdout
@@ -417,9 +520,9 @@ def test_an_environment_file_others_can_read_is_reported(site: Path) -> None:
     assert (
         f"rotate-stats: WARNING: environment file {env_file} has mode 0644: other users "
         f"can read the passwords in it (chmod 0640 {env_file})"
-    ) in result.stdout
+    ) in result.stderr
     env_file.chmod(0o640)
-    assert "WARNING" not in run(site).stdout
+    assert "WARNING" not in run(site).stderr
 
 
 @pytest.mark.parametrize("code", list(ExitCode))
@@ -429,7 +532,7 @@ def test_every_exit_code_of_the_program_is_passed_through(site: Path, code: Exit
     result = run(site, STUB_EXIT=str(int(code)))
     assert result.returncode == int(code)
     assert (
-        result.stdout.splitlines()[-1].split(" rotate-stats: ")[1].startswith(f"exit {int(code)} (")
+        result.stderr.splitlines()[-1].split(" rotate-stats: ")[1].startswith(f"exit {int(code)} (")
     )
 
 
@@ -471,3 +574,60 @@ def test_the_job_is_told_the_command_its_hints_name(site: Path) -> None:
     )
     result = run(site)
     assert "stub command: kubectl exec job -- rotate-stats" in result.stdout.splitlines()
+
+
+def test_the_tests_that_run_as_nobody_pass_from_a_checkout_nobody_can_enter() -> None:
+    """Issue 17, item 6: cloned into /root (or any 0700 directory), ``./scripts/test``
+    failed: the tests that run the wrapper as ``nobody`` ran it from the checkout,
+    which nobody can enter (exit 126, "Permission denied", instead of 2). They now run
+    a copy in a directory anyone can reach. Pinned by running them from a copy of this
+    checkout in a fresh 0700 directory, as root."""
+    require_root()
+    require_binary("setpriv")
+    private = Path(tempfile.mkdtemp(prefix="rotate-stats-private-"))  # mode 0700
+    try:
+        assert private.stat().st_mode & 0o077 == 0
+        checkout = private / "checkout"
+        shutil.copytree(ROOT, checkout, ignore=_COPY_IGNORE, symlinks=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
+        env["PYTHONPATH"] = str(checkout)
+        selected = "unreadable_environment_file or lock_file_left_by_a_root_run"
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider"]
+            + ["-q", "-k", selected, "tests/deploy/test_wrapper.py"],
+            cwd=checkout,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    finally:
+        shutil.rmtree(private)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout, result.stdout
+
+
+_COPY_IGNORE = shutil.ignore_patterns(
+    ".git", ".venv", "__pycache__", "*.egg-info", "build", ".hypothesis", "*.sqlite3"
+)
+
+
+def test_a_virtualenv_python_the_service_user_cannot_run_is_named(site: Path) -> None:
+    """Issue 17, item 4: a virtualenv made by a python3 in root's home (a pyenv shim)
+    links its interpreter there; the service user's runs exited 126 ("Permission
+    denied") without a word about why. The wrapper names it and the fix."""
+    require_root()
+    require_binary("setpriv")
+    (site / "state").chmod(0o777)
+    os.chown(site / "rotate-stats.env", 0, 65534)
+    private = Path(tempfile.mkdtemp(prefix="rotate-stats-root-home-"))  # mode 0700
+    try:
+        (private / "python3").symlink_to(sys.executable)
+        (site / "venv/bin/python").symlink_to(private / "python3")
+        result = _run_as_nobody(site)
+    finally:
+        shutil.rmtree(private)
+    assert result.returncode == 2, result
+    assert f"{site / 'venv/bin/python'} is not executable by " in result.stderr
+    assert "run the README's install block again" in result.stderr
+    assert "stub" not in result.stdout

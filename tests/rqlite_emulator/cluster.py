@@ -16,8 +16,11 @@ Errors, as rqlite v8.43.4 reports them (measured by ``tests/emulator/test_fideli
   leader dies until Raft notices (about 2 s; the emulator never notices by itself: a test
   calls ``set_leader(False)`` to model that);
 - leader answers 401 → 401 ``remote Execute not authorized`` (``query``/``Request``).
-A forwarded answer carries ``X-Rqlite-Served-By: <leader host:port>`` (v8 gives the
-leader's Raft address; an emulated node's Raft address is its HTTP host:port).
+A forwarded answer carries ``X-Rqlite-Served-By: <leader Raft address>``. Whatever
+address a follower joined through (v6 joins through the leader's HTTP API, v7+ through its
+Raft address), it names its leader in ``/status``, ``/nodes`` and that header as the leader
+names itself: the emulated follower asks the leader's ``/status`` (``server.leader_identity``;
+an emulated node's Raft address is its HTTP host:port unless ``-raft-addr`` sets one).
 With ``redirect`` the follower answers 301 to ``<leader URL><path>?<raw query>`` instead,
 or 500 ``leader not found`` when the leader is unknown or does not accept a connection.
 """

@@ -325,8 +325,9 @@ class Handler(BaseHTTPRequestHandler):
             error = f"node failed to process {failed} on remote node at {where}: {detail}"
             self._send_results([], error=error)
             return
-        if not local:  # v8 names the leader by Raft address; an emulated one's is host:port
-            self._extra_headers["X-Rqlite-Served-By"] = leader.hostport
+        if not local:  # v8 names the leader by Raft address, as the leader reports it
+            authorization = self.headers.get("Authorization")
+            self._extra_headers["X-Rqlite-Served-By"] = self.node.leader_identity(authorization)[1]
         if res.status == 401:
             self._http_error(401, f"remote {kind} not authorized")
             return
@@ -477,7 +478,7 @@ class Handler(BaseHTTPRequestHandler):
         self._ctype = JSON_TYPE
         if not self._check(("status",), ("GET",)):
             return
-        doc: Any = self.node.status()
+        doc: Any = self.node.status(self.headers.get("Authorization"))
         key = self._params.get("key")
         for part in key.split(".") if key else []:
             if not isinstance(doc, dict):
@@ -493,7 +494,7 @@ class Handler(BaseHTTPRequestHandler):
         self._ctype = JSON_TYPE
         if not self._check(("status",), ("GET",)):
             return
-        nodes: Any = self.node.nodes()
+        nodes: Any = self.node.nodes(self.headers.get("Authorization"))
         doc: JSONValue
         if self._params.get("ver") == "2":
             doc = {"nodes": nodes}

@@ -18,6 +18,7 @@ reasons is in ``docs/EMULATOR.md``.
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import threading
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from .cluster import LeaderAddress
+from .cluster import ForwardError, LeaderAddress, LeaderUnreachable, forward
 from .encoding import Statement
 from .faults import Faults
 from .handler import VERSION, Handler, RecordedRequest
@@ -118,6 +119,8 @@ class EmulatorServer:
         self.node_id = config.node_id or self.raft_addr
         self._serving = threading.Event()
         self._stopped = False
+        self._leader_identity: tuple[str, str] | None = None  # learnt from the leader
+        self._identity_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -137,6 +140,32 @@ class EmulatorServer:
         if not self.faults.has_leader:
             return None
         return self.leader.url if self.leader else self.url
+
+    def leader_identity(self, authorization: str | None = None) -> tuple[str, str]:
+        """``(node_id, Raft address)`` of this follower's leader, as the leader reports them.
+
+        A real follower learns them through Raft, whatever address it joined through (v6
+        joins through the leader's HTTP API, v7+ through its Raft address): every node of
+        a cluster names the same leader in ``/status``. The emulated follower asks its
+        leader's ``/status`` once (with the request's ``Authorization``, if any) and keeps
+        the answer; until it has one, it falls back to the address it joined through.
+        """
+        assert self.leader is not None
+        with self._identity_lock:
+            if self._leader_identity is not None:
+                return self._leader_identity
+        headers = {"Authorization": authorization} if authorization else {}
+        try:
+            answer = forward(self.leader, "GET", "/status", b"", headers, timeout=2.0)
+            store = json.loads(answer.body).get("store", {}) if answer.status == 200 else {}
+        except (LeaderUnreachable, ForwardError, ValueError):
+            store = {}
+        node_id, addr = store.get("node_id"), store.get("addr")
+        if not (isinstance(node_id, str) and isinstance(addr, str) and addr):
+            return self.leader.hostport, self.leader.hostport
+        with self._identity_lock:
+            self._leader_identity = (node_id, addr)
+        return node_id, addr
 
     def record(self, request: RecordedRequest) -> None:
         with self._requests_lock:
@@ -174,10 +203,12 @@ class EmulatorServer:
         self.queue.close()
         self.store.close()
 
-    def status(self) -> dict[str, Any]:
-        """``/status`` (§9), reduced to the useful fields."""
+    def status(self, authorization: str | None = None) -> dict[str, Any]:
+        """``/status`` (§9), reduced to the useful fields. A follower names its leader as
+        the leader names itself (``leader_identity``)."""
         if self.leader is not None:
-            leader = {"node_id": "", "addr": self.leader.hostport}
+            node_id, addr = self.leader_identity(authorization)
+            leader = {"node_id": node_id, "addr": addr}
         else:
             leader = {"node_id": self.node_id, "addr": self.raft_addr}
         if not self.faults.has_leader:
@@ -200,7 +231,7 @@ class EmulatorServer:
             "node": {"start_time": 0},
         }
 
-    def nodes(self) -> list[dict[str, Any]]:
+    def nodes(self, authorization: str | None = None) -> list[dict[str, Any]]:
         """``/nodes`` entries (§9): this node, plus the leader on a follower."""
         me_leader = not self.is_follower and self.faults.has_leader
         out = [
@@ -216,11 +247,12 @@ class EmulatorServer:
             }
         ]
         if self.leader is not None:
+            node_id, addr = self.leader_identity(authorization)
             out.append(
                 {
-                    "id": self.leader.hostport,
+                    "id": node_id,
                     "api_addr": self.leader.url,
-                    "addr": self.leader.hostport,
+                    "addr": addr,
                     "version": VERSION,
                     "voter": True,
                     "reachable": True,
