@@ -425,11 +425,13 @@ def _backlog_detail(st: Status, limits: StatusLimits) -> str:
     bad = {b.unix_date for b in st.bad_dates}
     held = sum(d in bad for d in st.backlog_list)
     why = f"{held} held by bad data (see bad-data), " if held else ""
-    runs = (
-        f"the nightly run is keeping up (newest row {newest})"
-        if newest is not None
-        else "no database given: whether the nightly run is late is unknown"
-    )
+    if newest is not None:
+        runs = f"the nightly run is keeping up (newest row {newest})"
+    elif st.pending_migrations:
+        runs = "the database is not migrated: whether the nightly run is late is unknown"
+    else:
+        runs = "no row to compare (no database given, or an empty table): whether the "
+        runs += "nightly run is late is unknown"
     return f"{head}: {why}{runs}; the next run (`{command()}`) rotates what it can"
 
 

@@ -18,7 +18,7 @@ import redis
 from rotate_stats import RotateOptions, family, rotate
 from rotate_stats.checks import StatusLimits, status
 from rotate_stats.cli import main
-from rotate_stats.database import Store
+from rotate_stats.database import SqliteStore, Store
 from rotate_stats.dates import day_start, iso, last_stable, parse_iso
 from rotate_stats.monitor import RunMonitor
 from rotate_stats.redis_side import RedisSide
@@ -329,3 +329,18 @@ def test_range_longer_than_the_backlog_limit_is_a_usage_error(
     err = capsys.readouterr().err
     assert code == 2
     assert "--from/--to" in err and "ROTATE_STATS_MAX_BACKLOG_DAYS" in err and "10 dates" in err
+
+
+def test_status_on_an_unmigrated_database_says_so_in_the_backlog(
+    redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """Found in the new-operator walk-through: with a database URL given but not yet
+    migrated, the backlog problem said "no database given"."""
+    for d in range(D, D + 4):
+        foreign_job(redis_client, d, "sync", "completed")
+    store = SqliteStore(str(tmp_path / "fresh.sqlite3"))
+    try:
+        problems = str(_status(redis_client, store)["problems"])
+    finally:
+        store.close()
+    assert "not migrated" in problems and "no database given" not in problems, problems
