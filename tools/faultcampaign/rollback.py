@@ -117,6 +117,27 @@ def _run(
     before = "some claims" if committed else "nothing"
     happened = Counter({f"rollback: {before} committed before Redis forgot": 1})
     try:
+        verdict = _final_verdict(
+            scenario, oracle, survivor, store, problems, committed, "before Redis forgot them"
+        )
+    finally:
+        client.close()
+    return Outcome(scenario, verdict, oracle.increments, problems, exits, happened)
+
+
+def _final_verdict(
+    scenario: Scenario,
+    oracle: Oracle,
+    survivor: redis.Redis,
+    store: Store,
+    problems: list[str],
+    committed: int,
+    when: str,
+) -> Verdict:
+    """The final rotation on the Redis that survived and the oracle's verdict; problems
+    are appended. A fence-off scenario that committed something (``committed`` claims,
+    ``when``) must show the doubling: the oracle's own test. Closes ``survivor``."""
+    try:
         problems += final_rotation(survivor, store)
         verdict = judge(oracle, survivor, store)
     except (StoreError, redis.RedisError) as exc:
@@ -124,15 +145,13 @@ def _run(
         verdict = Verdict(0, 0, {}, {})
     finally:
         survivor.close()
-        client.close()
     if verdict.refusal_mismatch:
         problems.append(f"refusals not visible as counted: {verdict.refusal_mismatch}")
     if scenario.expects_doubling and committed and not verdict.doubled:
         problems.append(
-            f"{committed} claim(s) were committed before Redis forgot them, "
-            "yet the oracle saw nothing doubled"
+            f"{committed} claim(s) were committed {when}, yet the oracle saw nothing doubled"
         )
-    return Outcome(scenario, verdict, oracle.increments, problems, exits, happened)
+    return verdict
 
 
 def _wait_for_replica(client: redis.Redis) -> list[str]:
@@ -289,21 +308,15 @@ def _run_moving(
     happened["moving: proofs met"] += len(list(directory.glob("fenced-*")))
     before = "some claims" if committed_before else "nothing"
     happened[f"moving: {before} committed before the switch"] += 1
-    try:
-        problems += final_rotation(promoted, store)
-        verdict = judge(oracle, promoted, store)
-    except (StoreError, redis.RedisError) as exc:
-        problems.append(f"the oracle could not read (no verdict): {type(exc).__name__}: {exc}")
-        verdict = Verdict(0, 0, {}, {})
-    finally:
-        promoted.close()
-    if verdict.refusal_mismatch:
-        problems.append(f"refusals not visible as counted: {verdict.refusal_mismatch}")
-    if scenario.expects_doubling and committed_before > 0 and not verdict.doubled:
-        problems.append(
-            f"{committed_before} claim(s) were committed before the switch to a replica that "
-            "never got them, yet the oracle saw nothing doubled"
-        )
+    verdict = _final_verdict(
+        scenario,
+        oracle,
+        promoted,
+        store,
+        problems,
+        committed_before,
+        "before the switch to a replica that never got them",
+    )
     return Outcome(scenario, verdict, oracle.increments, problems, exits, happened)
 
 
