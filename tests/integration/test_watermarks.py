@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 from collections import Counter
@@ -49,7 +48,7 @@ from rotate_stats.migrations import load
 from rotate_stats.redis_side import RedisSide
 from rotate_stats.report import DateState, ExitCode
 from rotate_stats.walk import RotateOptions, rotate
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, require_binary
 from tests.helpers import assert_exactly_once, foreign_job, redis_dump, run_program, tally_redis
 from tests.integration.test_faults import Crash, D, written_by
 from tests.integration.test_rotation import NOW
@@ -417,9 +416,7 @@ def test_step_2_deleting_a_claim_already_in_the_row_ends_in_a_clean_run(
     """D's claim was applied and released, its ledger entry pruned; Redis restored from
     an old snapshot brings the claim back. The run refuses it; the operator sees its
     counts are in the row and deletes it with redis-cli, as step 2 says."""
-    redis_cli = shutil.which("redis-cli")
-    if redis_cli is None:
-        pytest.skip("redis-cli is not installed")
+    redis_cli = require_binary("redis-cli")  # CI=true: a missing one fails, never skips
     jobs = jobs_on(D)
     plant(redis_client, jobs)
     claim_id = leave_committed_claim(redis_client, store, D)
