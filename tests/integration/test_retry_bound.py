@@ -49,7 +49,8 @@ def test_a_request_no_host_answers_gives_up_within_retry_for_plus_one_timeout(
         elapsed = time.monotonic() - started
     finally:
         store.close()
-    assert elapsed <= retry_for + timeout + 0.5, elapsed
+    # 1.5 s of slack for a loaded machine; the defect took 8.0-8.1 s here (bounds 3.5, 6.5)
+    assert elapsed <= retry_for + timeout + 1.5, elapsed
 
 
 def test_the_command_with_its_start_up_check_stays_within_the_bound(
@@ -68,4 +69,6 @@ def test_the_command_with_its_start_up_check_stays_within_the_bound(
     elapsed = time.monotonic() - started
     assert result.returncode == 1, result.stderr
     assert "no host could serve the request within 3s" in result.stderr
-    assert elapsed <= 3 + 2 + 2.5, elapsed  # + the interpreter's start
+    # + the interpreter's start, which takes seconds on a loaded machine (CI runs three
+    # passes side by side); the defect took 16.7 s here, well past this bound
+    assert elapsed <= 3 + 2 + 6, elapsed
