@@ -298,24 +298,8 @@ def test_an_unwritable_lock_file_is_named(site: Path) -> None:
 def test_a_run_stopped_by_sigterm_says_so(site: Path) -> None:
     """systemd's TimeoutStartSec sends SIGTERM to the wrapper and the job: the log's last
     line says the run was stopped, not nothing at all."""
-    started = site / "started"
-    program = site / "venv/bin/rotate-stats"
-    program.write_text(f"#!/bin/sh\ntouch {started}\nexec sleep 60\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATE_STATS_")}
-    env.update(
-        PATH=DEBIAN_PATH,
-        ROTATE_STATS_ENV_FILE="",
-        ROTATE_STATS_VENV=str(site / "venv"),
-        ROTATE_STATS_FLOCK_FILE=str(site / "state/rotate-stats.lock"),
-    )
-    with subprocess.Popen(
-        [str(WRAPPER)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,  # the log: both streams
-        text=True,
-        start_new_session=True,
-    ) as proc:
+    proc, started = _start(site, "#!/bin/sh\ntouch STARTED\nexec sleep 60\n")
+    with proc:
         while not started.exists():  # the job is running
             assert proc.poll() is None
             time.sleep(0.01)

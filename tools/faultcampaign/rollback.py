@@ -52,12 +52,23 @@ def run_rollback(scenario: Scenario, backend: Backend, directory: Path) -> Outco
             servers.append(RedisServer(directory / "replica", replica_args))
         return _run(scenario, backend, store, servers, link, directory)
     finally:
-        if link is not None:
-            link.close()
-        for server in servers:
-            server.stop()
-        store.close()
-        backend.close()
+        _stop_all([link], servers, store, backend)
+
+
+def _stop_all(
+    proxies: list[SwitchableProxy | None],
+    servers: list[RedisServer],
+    store: Store,
+    backend: Backend,
+) -> None:
+    """Close what a scenario started, proxies first (their upstreams are going away)."""
+    for proxy in proxies:
+        if proxy is not None:
+            proxy.close()
+    for server in servers:
+        server.stop()
+    store.close()
+    backend.close()
 
 
 def _run(
@@ -199,14 +210,7 @@ def run_moving(scenario: Scenario, backend: Backend, directory: Path) -> Outcome
         front = SwitchableProxy(primary.port)
         return _run_moving(scenario, backend, store, servers, link, front, directory)
     finally:
-        if front is not None:
-            front.close()
-        if link is not None:
-            link.close()
-        for server in servers:
-            server.stop()
-        store.close()
-        backend.close()
+        _stop_all([front, link], servers, store, backend)
 
 
 def _run_moving(
